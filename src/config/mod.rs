@@ -1,0 +1,417 @@
+//! Pipeline files: TOML parsing, validation and the settings a run uses.
+//!
+//! A pipeline file names its inputs and where the documents go. Every field is optional except
+//! that a run needs at least one input (from the file or from `--input`). Values are checked
+//! while the file is parsed, so an error names the line and column at fault.
+
+mod types;
+
+pub use types::{ByteSize, IndexName, OutputTarget};
+
+use serde::Deserialize;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why a pipeline file or the command line could not be turned into settings.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or holds a value of the wrong kind; the message names the line.
+    #[error("invalid pipeline file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line, column and the offending text.
+        message: String,
+    },
+    /// A setting is wrong in a way only visible once everything is merged.
+    #[error("invalid setting `{field}`: {message}")]
+    Invalid {
+        /// The setting, as written in the file (`output.index`) or on the command line.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The `[elasticsearch]` section: where and how to connect.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchSection {
+    /// Base URL of the engine, e.g. `http://127.0.0.1:19200`; user and password may be in it.
+    pub url: Option<String>,
+    /// Target index.
+    pub index: Option<IndexName>,
+    /// Basic-auth user.
+    pub user: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<String>,
+    /// API key as `id:key` or its base64 form.
+    pub api_key: Option<String>,
+    /// Elastic Cloud id.
+    pub cloud_id: Option<String>,
+    /// Per-request timeout in seconds.
+    pub timeout_seconds: Option<NonZeroUsize>,
+}
+
+/// The `[template]` section: the composable index template installed at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateSection {
+    /// Install or update the template at start.
+    pub install: bool,
+    /// Template name; default `evtship-<index>`.
+    pub name: Option<String>,
+    /// Primary shards of the index.
+    pub shards: NonZeroUsize,
+    /// Replicas; the cluster default (1) when unset.
+    pub replicas: Option<usize>,
+    /// Strings longer than this are not indexed in the `.keyword` sub-field.
+    pub ignore_above: NonZeroUsize,
+}
+
+impl Default for TemplateSection {
+    fn default() -> Self {
+        Self {
+            install: true,
+            name: None,
+            shards: NonZeroUsize::MIN,
+            replicas: None,
+            ignore_above: NonZeroUsize::new(1024).expect("non-zero"),
+        }
+    }
+}
+
+/// The `[bulk]` section: how documents are grouped and sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BulkSection {
+    /// At most this many documents per `_bulk` request.
+    pub max_events: NonZeroUsize,
+    /// At most this many bytes per `_bulk` request (`"5MiB"` or a number of bytes).
+    pub max_bytes: ByteSize,
+    /// Requests in flight at once.
+    pub concurrency: NonZeroUsize,
+    /// Retries of a retryable failure (429, 5xx, connection errors) before a record is
+    /// dead-lettered.
+    pub max_retries: u32,
+    /// First retry delay in milliseconds; doubles each time, with jitter.
+    pub initial_backoff_ms: NonZeroUsize,
+    /// Longest retry delay in milliseconds.
+    pub max_backoff_ms: NonZeroUsize,
+}
+
+impl Default for BulkSection {
+    fn default() -> Self {
+        Self {
+            max_events: NonZeroUsize::new(5000).expect("non-zero"),
+            max_bytes: ByteSize(5 * 1024 * 1024),
+            concurrency: NonZeroUsize::new(4).expect("non-zero"),
+            max_retries: 12,
+            initial_backoff_ms: NonZeroUsize::new(200).expect("non-zero"),
+            max_backoff_ms: NonZeroUsize::new(30_000).expect("non-zero"),
+        }
+    }
+}
+
+/// The `[dead_letter]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSection {
+    /// File the rejected records are appended to (JSON lines).
+    pub path: Option<PathBuf>,
+}
+
+/// A pipeline file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// A name for messages and the summary.
+    pub name: Option<String>,
+    /// Files, directories or globs.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// `es`, `ndjson:PATH` or `bulk:PATH`.
+    pub output: Option<OutputTarget>,
+    /// Connection and index.
+    #[serde(default)]
+    pub elasticsearch: ElasticsearchSection,
+    /// Index template.
+    #[serde(default)]
+    pub template: TemplateSection,
+    /// Bulk requests.
+    #[serde(default)]
+    pub bulk: BulkSection,
+    /// Dead letter queue.
+    #[serde(default)]
+    pub dead_letter: DeadLetterSection,
+}
+
+impl PipelineFile {
+    /// Reads and parses a pipeline file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses pipeline text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+/// Overrides from the command line and the environment; `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces the file's inputs when not empty.
+    pub inputs: Vec<String>,
+    /// `--es-url` or `ES_URL`.
+    pub es_url: Option<String>,
+    /// `--index`.
+    pub index: Option<String>,
+    /// `--output`.
+    pub output: Option<String>,
+    /// `--dead-letter`.
+    pub dead_letter: Option<PathBuf>,
+    /// `ES_USER`.
+    pub user: Option<String>,
+    /// `ES_PASSWORD`.
+    pub password: Option<String>,
+    /// `--api-key` or `ES_API_KEY`.
+    pub api_key: Option<String>,
+    /// `--cloud-id` or `ES_CLOUD_ID`.
+    pub cloud_id: Option<String>,
+}
+
+/// Default engine URL: the local engine of `scripts/opensearch-local`.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:19200";
+/// Default index.
+pub const DEFAULT_INDEX: &str = "logstashindex";
+/// Default dead letter file.
+pub const DEFAULT_DEAD_LETTER: &str = "evtship.dlq.ndjson";
+
+/// Everything a run needs, merged and validated.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Name for messages.
+    pub name: String,
+    /// Input specifications (paths, directories, globs).
+    pub inputs: Vec<String>,
+    /// Where documents go.
+    pub output: OutputTarget,
+    /// Connection settings (used when the output is `es`).
+    pub elasticsearch: ElasticsearchSection,
+    /// Target index.
+    pub index: IndexName,
+    /// Template settings.
+    pub template: TemplateSection,
+    /// Bulk settings.
+    pub bulk: BulkSection,
+    /// Dead letter file.
+    pub dead_letter: PathBuf,
+}
+
+impl Pipeline {
+    /// Merges a pipeline file (or none) with command-line overrides and checks the result.
+    pub fn resolve(file: Option<PipelineFile>, ov: Overrides) -> Result<Self, ConfigError> {
+        let file = file.unwrap_or_default();
+        let inputs = if ov.inputs.is_empty() {
+            file.inputs
+        } else {
+            ov.inputs
+        };
+        if inputs.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "inputs",
+                message: "no inputs: list them in the pipeline file or pass --input".into(),
+            });
+        }
+        let output = match ov.output {
+            Some(text) => text.parse().map_err(|message| ConfigError::Invalid {
+                field: "--output",
+                message,
+            })?,
+            None => file.output.unwrap_or(OutputTarget::Elasticsearch),
+        };
+        let index = match ov.index {
+            Some(name) => IndexName::try_from(name).map_err(|message| ConfigError::Invalid {
+                field: "--index",
+                message,
+            })?,
+            None => {
+                file.elasticsearch.index.clone().unwrap_or_else(|| {
+                    IndexName::try_from(DEFAULT_INDEX.to_owned()).expect("valid")
+                })
+            }
+        };
+        let mut es = file.elasticsearch;
+        if let Some(url) = ov.es_url {
+            es.url = Some(url);
+        }
+        for (slot, value) in [
+            (&mut es.user, ov.user),
+            (&mut es.password, ov.password),
+            (&mut es.api_key, ov.api_key),
+            (&mut es.cloud_id, ov.cloud_id),
+        ] {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        if let Some(url) = &es.url {
+            validate_url(url)?;
+        }
+        if es.api_key.is_some() && (es.user.is_some() || es.password.is_some()) {
+            return Err(ConfigError::Invalid {
+                field: "elasticsearch.api_key",
+                message: "set either an API key or a user and password, not both".into(),
+            });
+        }
+        if es.password.is_some() && es.user.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "elasticsearch.password",
+                message: "a password needs a user (elasticsearch.user or ES_USER)".into(),
+            });
+        }
+        let dead_letter = ov
+            .dead_letter
+            .or(file.dead_letter.path)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER));
+        Ok(Self {
+            name: file.name.unwrap_or_else(|| "evtship".into()),
+            inputs,
+            output,
+            elasticsearch: es,
+            index,
+            template: file.template,
+            bulk: file.bulk,
+            dead_letter,
+        })
+    }
+
+    /// The engine URL to use: the configured one or the local default.
+    pub fn url(&self) -> &str {
+        self.elasticsearch.url.as_deref().unwrap_or(DEFAULT_URL)
+    }
+
+    /// The engine URL or Cloud deployment, credentials hidden, for messages.
+    pub fn url_for_display(&self) -> String {
+        match &self.elasticsearch.cloud_id {
+            Some(id) => format!("Elastic Cloud {}", id.split(':').next().unwrap_or_default()),
+            None => crate::redact::url(self.url()),
+        }
+    }
+
+    /// The index template name.
+    pub fn template_name(&self) -> String {
+        self.template
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("evtship-{}", self.index))
+    }
+}
+
+fn validate_url(url: &str) -> Result<(), ConfigError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field: "elasticsearch.url",
+            message: format!(
+                "`{}` is not an http:// or https:// URL",
+                crate::redact::url(url)
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PipelineFile, ConfigError> {
+        PipelineFile::parse(text, Path::new("p.toml"))
+    }
+
+    #[test]
+    fn unknown_field_names_its_line() {
+        let err = parse("inputs = [\"a\"]\n[bulk]\nmax_event = 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("p.toml"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("max_event"), "{text}");
+    }
+
+    #[test]
+    fn zero_batch_size_is_rejected_with_its_line() {
+        let err = parse("[bulk]\nconcurrency = 2\nmax_events = 0\n").unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn bad_index_name_is_rejected_with_its_line() {
+        let err = parse("[elasticsearch]\nindex = \"Upper\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("line 2") && text.contains("lowercase"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file =
+            parse("inputs = [\"a.json\"]\noutput = \"ndjson:-\"\n[elasticsearch]\nindex = \"x\"\n")
+                .unwrap();
+        let p = Pipeline::resolve(
+            Some(file),
+            Overrides {
+                inputs: vec!["b.json".into()],
+                index: Some("y".into()),
+                output: Some("es".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.inputs, vec!["b.json".to_owned()]);
+        assert_eq!(p.index.as_str(), "y");
+        assert_eq!(p.output, OutputTarget::Elasticsearch);
+        assert_eq!(p.template_name(), "evtship-y");
+    }
+
+    #[test]
+    fn no_inputs_is_an_error() {
+        let err = Pipeline::resolve(None, Overrides::default()).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                field: "inputs",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        let file = parse("[bulk]\nmax_bytes = \"2MiB\"\n").unwrap();
+        assert_eq!(file.bulk.max_bytes.0, 2 * 1024 * 1024);
+        let file = parse("[bulk]\nmax_bytes = 1000\n").unwrap();
+        assert_eq!(file.bulk.max_bytes.0, 1000);
+    }
+}

@@ -1,0 +1,198 @@
+//! Bytes to records: NDJSON framing.
+//!
+//! A record is one line. Line ends may be LF or CRLF, a UTF-8 byte order mark at the start of a
+//! stream is dropped, and blank lines are skipped. Lines are gathered into [`RawChunk`]s so that
+//! the parsing stage receives work in pieces large enough to keep every core busy.
+
+use crate::metrics::InputId;
+use std::io::{self, BufRead};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Gather this many bytes of lines into one chunk.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// Gather at most this many lines into one chunk.
+pub const CHUNK_LINES: usize = 4096;
+
+/// One line of input: its number in its stream (1-based) and its bytes in the chunk buffer,
+/// line end removed.
+#[derive(Debug, Clone)]
+pub struct RawLine {
+    /// Line number within its stream (file or archive member), counting blank lines.
+    pub number: u64,
+    /// Position of the line's bytes in [`RawChunk::buf`].
+    pub range: Range<usize>,
+}
+
+/// Consecutive records of one stream.
+#[derive(Debug)]
+pub struct RawChunk {
+    /// Which input they came from.
+    pub input: InputId,
+    /// The stream's name: a file path, or `archive!member`.
+    pub origin: Arc<str>,
+    /// The records' bytes.
+    pub buf: Vec<u8>,
+    /// The records.
+    pub lines: Vec<RawLine>,
+}
+
+impl RawChunk {
+    fn new(input: InputId, origin: &Arc<str>) -> Self {
+        Self {
+            input,
+            origin: origin.clone(),
+            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+            lines: Vec::with_capacity(256),
+        }
+    }
+
+    /// The bytes of line `i` of this chunk.
+    pub fn line(&self, i: usize) -> &[u8] {
+        &self.buf[self.lines[i].range.clone()]
+    }
+}
+
+/// A read error inside a stream, with the position reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: line {line}: {source}")]
+pub struct StreamError {
+    /// The stream.
+    pub origin: Arc<str>,
+    /// The line that could not be read completely.
+    pub line: u64,
+    /// The cause.
+    pub source: io::Error,
+}
+
+/// Whether the consumer wants more chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on reading.
+    Continue,
+    /// Stop: the pipeline is shutting down.
+    Stop,
+}
+
+/// What one stream gave.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamTotals {
+    /// Non-empty lines.
+    pub records: u64,
+    /// Bytes read, line ends included.
+    pub bytes: u64,
+}
+
+/// Splits `reader` into lines and hands them over in chunks; `emit` returns whether to go on.
+///
+/// On a read error the lines before it have been handed over; the error names the stream and
+/// the line reached.
+pub fn read_lines<R: BufRead>(
+    mut reader: R,
+    input: InputId,
+    origin: &Arc<str>,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Result<(StreamTotals, Flow), StreamError> {
+    let mut chunk = RawChunk::new(input, origin);
+    let mut totals = StreamTotals::default();
+    let mut number = 0u64;
+    loop {
+        let start = chunk.buf.len();
+        let n = match reader.read_until(b'\n', &mut chunk.buf) {
+            Ok(n) => n,
+            Err(source) => {
+                chunk.buf.truncate(start);
+                if !chunk.lines.is_empty() {
+                    emit(chunk);
+                }
+                return Err(StreamError {
+                    origin: origin.clone(),
+                    line: number + 1,
+                    source,
+                });
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        totals.bytes += n as u64;
+        let mut end = chunk.buf.len();
+        while end > start && matches!(chunk.buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        let mut begin = start;
+        if number == 1 && chunk.buf[begin..end].starts_with(b"\xEF\xBB\xBF") {
+            begin += 3;
+        }
+        if chunk.buf[begin..end].iter().all(u8::is_ascii_whitespace) {
+            chunk.buf.truncate(start);
+            continue;
+        }
+        chunk.buf.truncate(end);
+        totals.records += 1;
+        chunk.lines.push(RawLine {
+            number,
+            range: begin..end,
+        });
+        if chunk.buf.len() >= CHUNK_BYTES || chunk.lines.len() >= CHUNK_LINES {
+            let full = std::mem::replace(&mut chunk, RawChunk::new(input, origin));
+            if emit(full) == Flow::Stop {
+                return Ok((totals, Flow::Stop));
+            }
+        }
+    }
+    if !chunk.lines.is_empty() && emit(chunk) == Flow::Stop {
+        return Ok((totals, Flow::Stop));
+    }
+    Ok((totals, Flow::Continue))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(data: &[u8]) -> Vec<(u64, String)> {
+        let origin: Arc<str> = Arc::from("t");
+        let mut out = Vec::new();
+        read_lines(data, 0, &origin, &mut |c| {
+            for (i, l) in c.lines.iter().enumerate() {
+                out.push((l.number, String::from_utf8_lossy(c.line(i)).into_owned()));
+            }
+            Flow::Continue
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn crlf_bom_blank_lines_and_no_final_newline() {
+        let got = lines(b"\xEF\xBB\xBF{\"a\":1}\r\n\r\n{\"b\":2}\n  \n{\"c\":3}");
+        assert_eq!(
+            got,
+            vec![
+                (1, "{\"a\":1}".to_owned()),
+                (3, "{\"b\":2}".to_owned()),
+                (5, "{\"c\":3}".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn large_inputs_are_split_into_chunks() {
+        let line = format!("{{\"x\":\"{}\"}}\n", "y".repeat(1000));
+        let data = line.repeat(3000);
+        let origin: Arc<str> = Arc::from("t");
+        let mut chunks = 0;
+        let mut records = 0;
+        let (totals, _) = read_lines(data.as_bytes(), 0, &origin, &mut |c| {
+            chunks += 1;
+            records += c.lines.len();
+            Flow::Continue
+        })
+        .unwrap();
+        assert!(chunks > 1);
+        assert_eq!(records, 3000);
+        assert_eq!(totals.bytes, data.len() as u64);
+    }
+}

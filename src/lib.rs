@@ -1,0 +1,15 @@
+//! evtship: ships Sysmon and Windows event logs into Elasticsearch or OpenSearch.
+//!
+//! The flow, one module per stage:
+//! [`source`] (files, globs, archives) → [`decode`] (NDJSON lines) → [`transform`] (Message
+//! fields, timestamp, id, `_bulk` encoding) → [`sink`] (bulk requests, retries, dead letter
+//! queue), wired by [`pipeline`] and counted by [`metrics`]. Settings come from [`config`].
+
+pub mod config;
+pub mod decode;
+pub mod metrics;
+pub mod pipeline;
+pub mod redact;
+pub mod sink;
+pub mod source;
+pub mod transform;

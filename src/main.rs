@@ -1,0 +1,216 @@
+//! The `evtship` command line: parses arguments, calls the library, maps outcomes to exit codes
+//! (0 all delivered, 3 some records dead-lettered, 1 aborted, 2 invalid usage or configuration).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use evtship::config::{IndexName, Overrides, Pipeline, PipelineFile, TemplateSection};
+use evtship::pipeline::{self, RunOptions};
+use evtship::sink::elasticsearch::template;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "evtship",
+    version,
+    about = "Ship Sysmon and Windows event logs into Elasticsearch or OpenSearch"
+)]
+struct Cli {
+    /// Log level when RUST_LOG is unset: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// A file, directory, glob, archive; repeatable; replaces the pipeline's inputs.
+    #[arg(long = "input", value_name = "PATH_OR_GLOB")]
+    inputs: Vec<String>,
+    /// Engine URL (user and password may be in it).
+    #[arg(long, env = "ES_URL")]
+    es_url: Option<String>,
+    /// Target index.
+    #[arg(long)]
+    index: Option<String>,
+    /// es, ndjson:PATH or bulk:PATH (`-` is standard output).
+    #[arg(long)]
+    output: Option<String>,
+    /// Dead letter file (JSON lines), appended to.
+    #[arg(long, value_name = "PATH")]
+    dead_letter: Option<PathBuf>,
+    /// API key as ID:KEY or its base64 form.
+    #[arg(long, env = "ES_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Elastic Cloud id.
+    #[arg(long, env = "ES_CLOUD_ID")]
+    cloud_id: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: read every input to its end and ship it.
+    Run {
+        /// Pipeline file (TOML); optional when --input is given.
+        pipeline: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Write the summary as JSON to this file (`-` for standard output).
+        #[arg(long, value_name = "PATH")]
+        summary_json: Option<PathBuf>,
+        /// Print nothing but the summary.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Validate a pipeline file without sending anything; exit 0 when valid.
+    Check {
+        /// Pipeline file (TOML).
+        pipeline: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Print the index template that `run` installs.
+    Template {
+        /// Index the template is for.
+        #[arg(long, default_value = evtship::config::DEFAULT_INDEX)]
+        index: String,
+    },
+}
+
+fn overrides(s: SourceArgs) -> Overrides {
+    Overrides {
+        inputs: s.inputs,
+        es_url: s.es_url,
+        index: s.index,
+        output: s.output,
+        dead_letter: s.dead_letter,
+        user: std::env::var("ES_USER").ok().filter(|v| !v.is_empty()),
+        password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
+        api_key: s.api_key,
+        cloud_id: s.cloud_id,
+    }
+}
+
+fn load(path: Option<&Path>, source: SourceArgs) -> Result<Pipeline, evtship::config::ConfigError> {
+    let file = path.map(PipelineFile::load).transpose()?;
+    Pipeline::resolve(file, overrides(source))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,evtship={}", cli.log_level)));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
+    match cli.command {
+        Command::Template { index } => {
+            let index = match IndexName::try_from(index) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: --index: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let body = template::body(&index, &TemplateSection::default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&body).expect("serialisable")
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Check { pipeline, source } => match load(Some(&pipeline), source) {
+            Ok(p) => match evtship::source::resolve(&p.inputs) {
+                Ok((files, unmatched)) => {
+                    for u in &unmatched {
+                        eprintln!("warning: input `{u}` matches no file (yet)");
+                    }
+                    println!(
+                        "{}: valid; {} input file(s) now; output {}; index {}; template {}",
+                        pipeline.display(),
+                        files.len(),
+                        match p.output {
+                            evtship::config::OutputTarget::Elasticsearch => p.url_for_display(),
+                            ref o => o.to_string(),
+                        },
+                        p.index,
+                        p.template_name()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", pipeline.display());
+                    ExitCode::from(2)
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run {
+            pipeline,
+            source,
+            summary_json,
+            no_progress,
+        } => {
+            let p = match load(pipeline.as_deref(), source) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match run(&p, summary_json.as_deref(), !no_progress) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn run(p: &Pipeline, summary_json: Option<&Path>, progress: bool) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = match runtime.block_on(pipeline::run(p, RunOptions { progress })) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(if e.is_usage() { 2 } else { 1 });
+        }
+    };
+    let summary = &report.summary;
+    let _ = summary.write_table(&mut std::io::stderr());
+    if let Some(path) = summary_json {
+        let json = serde_json::to_string_pretty(summary).context("encoding the summary")?;
+        if path == Path::new("-") {
+            println!("{json}");
+        } else {
+            std::fs::write(path, json + "\n")
+                .with_context(|| format!("writing the summary to {}", path.display()))?;
+        }
+    }
+    if let Some(e) = &report.error {
+        eprintln!("error: {e}");
+    }
+    Ok(report.exit_code() as u8)
+}

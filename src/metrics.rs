@@ -1,0 +1,246 @@
+//! Counters kept while a pipeline runs, and the summary printed at its end.
+
+use serde::Serialize;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Index of an input in the run's list of resolved inputs.
+pub type InputId = usize;
+
+/// Counters of one input file.
+#[derive(Debug, Default)]
+pub struct InputCounters {
+    /// Non-empty lines (records) read.
+    pub read: AtomicU64,
+    /// Decoded bytes read (after decompression), line ends included.
+    pub bytes: AtomicU64,
+    /// Documents the engine created (or the file output wrote).
+    pub indexed: AtomicU64,
+    /// Documents the engine already had (409 on create).
+    pub duplicates: AtomicU64,
+    /// Records written to the dead letter queue.
+    pub dead_lettered: AtomicU64,
+    /// Records neither delivered nor dead-lettered.
+    pub failed: AtomicU64,
+    /// Parts of the input that could not be read (truncated archive, I/O error).
+    pub errors: AtomicU64,
+}
+
+/// Counters of a whole run.
+#[derive(Debug)]
+pub struct Stats {
+    labels: Vec<String>,
+    inputs: Vec<InputCounters>,
+    /// Requests or items sent again after a retryable failure.
+    pub retries: AtomicU64,
+    /// Warnings about the input that lost nothing (e.g. stray bytes after a gzip stream).
+    pub warnings: AtomicU64,
+    started: Instant,
+}
+
+impl Stats {
+    /// Counters for the given inputs, named by `labels`.
+    pub fn new(labels: Vec<String>) -> Self {
+        let inputs = labels.iter().map(|_| InputCounters::default()).collect();
+        Self {
+            labels,
+            inputs,
+            retries: AtomicU64::new(0),
+            warnings: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// The counters of one input.
+    pub fn input(&self, id: InputId) -> &InputCounters {
+        &self.inputs[id]
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// A consistent-enough snapshot of every counter.
+    pub fn summary(&self) -> Summary {
+        let inputs: Vec<InputSummary> = self
+            .labels
+            .iter()
+            .zip(&self.inputs)
+            .map(|(label, c)| InputSummary {
+                input: label.clone(),
+                events_read: c.read.load(Relaxed),
+                events_indexed: c.indexed.load(Relaxed),
+                duplicates: c.duplicates.load(Relaxed),
+                dead_lettered: c.dead_lettered.load(Relaxed),
+                failed: c.failed.load(Relaxed),
+                bytes_read: c.bytes.load(Relaxed),
+                input_errors: c.errors.load(Relaxed),
+            })
+            .collect();
+        let sum = |f: fn(&InputSummary) -> u64| inputs.iter().map(f).sum::<u64>();
+        let elapsed = self.elapsed().as_secs_f64();
+        let events_read = sum(|i| i.events_read);
+        let bytes_read = sum(|i| i.bytes_read);
+        Summary {
+            events_read,
+            events_indexed: sum(|i| i.events_indexed),
+            duplicates: sum(|i| i.duplicates),
+            dead_lettered: sum(|i| i.dead_lettered),
+            failed: sum(|i| i.failed),
+            bytes_read,
+            input_errors: sum(|i| i.input_errors),
+            warnings: self.warnings.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            elapsed_seconds: (elapsed * 1000.0).round() / 1000.0,
+            events_per_second: rate(events_read as f64, elapsed),
+            megabytes_per_second: rate(bytes_read as f64 / 1e6, elapsed),
+            output: String::new(),
+            dead_letter_path: None,
+            inputs,
+        }
+    }
+}
+
+fn rate(amount: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        (amount / seconds * 10.0).round() / 10.0
+    } else {
+        0.0
+    }
+}
+
+/// Per-input part of the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputSummary {
+    /// The input as resolved (a file path).
+    pub input: String,
+    /// Records read.
+    pub events_read: u64,
+    /// Documents created.
+    pub events_indexed: u64,
+    /// Documents already present.
+    pub duplicates: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+    /// Records lost to an aborted run.
+    pub failed: u64,
+    /// Decoded bytes read.
+    pub bytes_read: u64,
+    /// Unreadable parts of the input.
+    pub input_errors: u64,
+}
+
+/// What a run did; written with `--summary-json` and printed as a table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Records read from every input.
+    pub events_read: u64,
+    /// Documents newly created (or written, for file outputs).
+    pub events_indexed: u64,
+    /// Documents already present in the index.
+    pub duplicates: u64,
+    /// Records written to the dead letter queue.
+    pub dead_lettered: u64,
+    /// Records neither delivered nor dead-lettered (only when a run aborts).
+    pub failed: u64,
+    /// Decoded bytes read.
+    pub bytes_read: u64,
+    /// Parts of inputs that could not be read.
+    pub input_errors: u64,
+    /// Warnings that lost nothing.
+    pub warnings: u64,
+    /// Retried requests and items.
+    pub retries: u64,
+    /// Wall time of the run.
+    pub elapsed_seconds: f64,
+    /// Records read per second.
+    pub events_per_second: f64,
+    /// Decoded megabytes (10^6) read per second.
+    pub megabytes_per_second: f64,
+    /// Where the documents went.
+    pub output: String,
+    /// The dead letter file, when anything was written to it.
+    pub dead_letter_path: Option<String>,
+    /// Per-input figures.
+    pub inputs: Vec<InputSummary>,
+}
+
+impl Summary {
+    /// Writes the human-readable table.
+    pub fn write_table(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let width = self
+            .inputs
+            .iter()
+            .map(|i| i.input.chars().count())
+            .max()
+            .unwrap_or(5)
+            .clamp(5, 60);
+        writeln!(
+            out,
+            "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6}",
+            "input", "read", "indexed", "duplicate", "dead", "failed", "errors"
+        )?;
+        let row = |out: &mut dyn Write, name: &str, i: &InputSummary| {
+            let shown: String = if name.chars().count() > width {
+                let skip = name.chars().count() - width + 1;
+                format!("…{}", name.chars().skip(skip).collect::<String>())
+            } else {
+                name.to_owned()
+            };
+            writeln!(
+                out,
+                "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6}",
+                shown,
+                i.events_read,
+                i.events_indexed,
+                i.duplicates,
+                i.dead_lettered,
+                i.failed,
+                i.input_errors
+            )
+        };
+        for i in &self.inputs {
+            row(out, &i.input, i)?;
+        }
+        if self.inputs.len() > 1 {
+            let total = InputSummary {
+                input: "total".into(),
+                events_read: self.events_read,
+                events_indexed: self.events_indexed,
+                duplicates: self.duplicates,
+                dead_lettered: self.dead_lettered,
+                failed: self.failed,
+                bytes_read: self.bytes_read,
+                input_errors: self.input_errors,
+            };
+            row(out, "total", &total)?;
+        }
+        writeln!(
+            out,
+            "{} events, {:.1} MB in {:.2} s ({:.0} events/s, {:.1} MB/s) to {}; {} retries, {} warnings",
+            self.events_read,
+            self.bytes_read as f64 / 1e6,
+            self.elapsed_seconds,
+            self.events_per_second,
+            self.megabytes_per_second,
+            self.output,
+            self.retries,
+            self.warnings
+        )?;
+        if let Some(path) = &self.dead_letter_path {
+            writeln!(
+                out,
+                "{} records dead-lettered to {path} (one JSON line each, with the reason)",
+                self.dead_lettered
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether every record read is accounted for by exactly one outcome.
+    pub fn adds_up(&self) -> bool {
+        self.events_read == self.events_indexed + self.duplicates + self.dead_lettered + self.failed
+    }
+}

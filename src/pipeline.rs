@@ -1,0 +1,243 @@
+//! Wiring: readers, parsing workers and the sink, joined by bounded channels.
+//!
+//! ```text
+//! reader thread ──RawChunk──▶ N worker threads ──EncodedChunk──▶ sink (async, K requests in flight)
+//! ```
+//! Every channel is bounded, so a slow engine slows the readers and memory stays flat.
+
+use crate::config::{ConfigError, OutputTarget, Pipeline};
+use crate::decode::{Flow, RawChunk};
+use crate::metrics::{Stats, Summary};
+use crate::sink::dlq::DeadLetter;
+use crate::sink::elasticsearch::{BulkSink, EsClient, EsError};
+use crate::sink::file::{self, FileFormat, FileSinkError};
+use crate::sink::Accounting;
+use crate::source::{self, ResolveError};
+use crate::transform::{EncodedChunk, Encoder};
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a run could not start or had to stop.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// Invalid settings.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Inputs could not be resolved.
+    #[error(transparent)]
+    Inputs(#[from] ResolveError),
+    /// Nothing matched the inputs.
+    #[error("no input files matched {0}")]
+    NothingToRead(String),
+    /// The engine refused or could not be reached.
+    #[error(transparent)]
+    Engine(#[from] EsError),
+    /// The output file could not be written.
+    #[error(transparent)]
+    Output(#[from] FileSinkError),
+}
+
+impl RunError {
+    /// Whether the fault is in the settings or the command line (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_) | Self::Inputs(_) | Self::NothingToRead(_)
+        )
+    }
+}
+
+/// The result of a run that got as far as reading.
+#[derive(Debug)]
+pub struct Report {
+    /// What happened.
+    pub summary: Summary,
+    /// Why the run stopped early, if it did.
+    pub error: Option<RunError>,
+}
+
+impl Report {
+    /// Exit code per the contract: 0 all delivered, 3 some records dead-lettered (or input
+    /// unreadable), 1 aborted.
+    pub fn exit_code(&self) -> i32 {
+        match &self.error {
+            Some(e) if e.is_usage() => 2,
+            Some(_) => 1,
+            None if self.summary.failed > 0 => 1,
+            None if self.summary.dead_lettered > 0 || self.summary.input_errors > 0 => 3,
+            None => 0,
+        }
+    }
+}
+
+/// Options that do not belong in a pipeline file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Show a progress line on a terminal.
+    pub progress: bool,
+}
+
+enum Sink {
+    Engine(BulkSink),
+    File(Option<std::path::PathBuf>, FileFormat),
+}
+
+/// Runs a pipeline to the end of its inputs.
+///
+/// Errors before anything is read (bad inputs, unreachable engine) are returned as `Err`;
+/// once reading started, a report with the summary is always returned.
+pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
+    let (inputs, unmatched) = source::resolve(&p.inputs)?;
+    for pattern in &unmatched {
+        tracing::warn!("input `{pattern}` matched no file");
+    }
+    if inputs.is_empty() {
+        return Err(RunError::NothingToRead(p.inputs.join(", ")));
+    }
+    let sink = match &p.output {
+        OutputTarget::Elasticsearch => {
+            let client = EsClient::new(p)?;
+            let info = client.server_info().await?;
+            tracing::info!(
+                "connected to {} {} at {}",
+                info.distribution,
+                info.version,
+                client.shown_url
+            );
+            if p.template.install {
+                client.install_template(p).await?;
+                tracing::info!(
+                    "index template {} installed for index {}",
+                    p.template_name(),
+                    p.index
+                );
+            }
+            Sink::Engine(BulkSink::new(client, p.bulk.clone()))
+        }
+        OutputTarget::Ndjson(path) => Sink::File(path.clone(), FileFormat::Documents),
+        OutputTarget::Bulk(path) => Sink::File(path.clone(), FileFormat::Bulk),
+    };
+
+    let acct = Arc::new(Accounting {
+        stats: Stats::new(inputs.iter().map(|i| i.label()).collect()),
+        dlq: DeadLetter::new(&p.dead_letter),
+    });
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (raw_tx, raw_rx) = flume::bounded::<RawChunk>(workers * 2);
+    let (enc_tx, enc_rx) = flume::bounded::<EncodedChunk>(p.bulk.concurrency.get() * 2);
+
+    let reader = {
+        let acct = acct.clone();
+        std::thread::Builder::new()
+            .name("evtship-read".into())
+            .spawn(move || {
+                for input in &inputs {
+                    let mut emit = |chunk| match raw_tx.send(chunk) {
+                        Ok(()) => Flow::Continue,
+                        Err(_) => Flow::Stop,
+                    };
+                    if source::read_input(input, &acct.stats, &mut emit) == Flow::Stop {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning a thread")
+    };
+    let encoder = Encoder::new(&p.index);
+    let parsers: Vec<_> = (0..workers)
+        .map(|i| {
+            let (rx, tx, encoder) = (raw_rx.clone(), enc_tx.clone(), encoder.clone());
+            std::thread::Builder::new()
+                .name(format!("evtship-parse-{i}"))
+                .spawn(move || {
+                    for raw in rx.iter() {
+                        if tx.send(encoder.encode(raw)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawning a thread")
+        })
+        .collect();
+    drop((raw_rx, enc_tx));
+
+    let progress = (opts.progress && std::io::stderr().is_terminal()).then(|| {
+        let acct = acct.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let s = acct.stats.summary();
+                eprint!(
+                    "\r{} read, {} indexed, {} duplicate, {} dead-lettered, {:.0} events/s   ",
+                    s.events_read,
+                    s.events_indexed,
+                    s.duplicates,
+                    s.dead_lettered,
+                    s.events_per_second
+                );
+            }
+        })
+    });
+
+    let result: Result<(), RunError> = match sink {
+        Sink::Engine(bulk) => bulk.run(enc_rx, acct.clone()).await.map_err(Into::into),
+        Sink::File(path, format) => {
+            let acct = acct.clone();
+            tokio::task::spawn_blocking(move || {
+                file::write_all(path.as_deref(), format, enc_rx, &acct)
+            })
+            .await
+            .expect("file sink panicked")
+            .map_err(Into::into)
+        }
+    };
+    if let Some(task) = progress {
+        task.abort();
+        eprint!("\r\x1b[2K");
+    }
+    // On an error the receivers are gone: workers and the reader stop at their next send.
+    let _ = reader.join();
+    for t in parsers {
+        let _ = t.join();
+    }
+    if let Err(e) = acct.dlq.flush() {
+        tracing::error!(
+            "cannot flush the dead letter file {}: {e}",
+            acct.dlq.path().display()
+        );
+    }
+    if result.is_err() {
+        mark_undelivered_as_failed(&acct.stats);
+    }
+    let mut summary = acct.stats.summary();
+    summary.output = match &p.output {
+        OutputTarget::Elasticsearch => format!("{} index {}", p.url_for_display(), p.index),
+        other => other.to_string(),
+    };
+    if acct.dlq.written() > 0 {
+        summary.dead_letter_path = Some(acct.dlq.path().display().to_string());
+    }
+    Ok(Report {
+        summary,
+        error: result.err(),
+    })
+}
+
+/// After an abort, every record read without an outcome counts as failed.
+fn mark_undelivered_as_failed(stats: &Stats) {
+    for s in stats.summary().inputs.iter().enumerate() {
+        let (id, i) = s;
+        let settled = i.events_indexed + i.duplicates + i.dead_lettered + i.failed;
+        if i.events_read > settled {
+            stats
+                .input(id)
+                .failed
+                .fetch_add(i.events_read - settled, Relaxed);
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! `_bulk` requests: grouping documents by count and bytes, several requests in flight, and the
+//! outcome of every item.
+//!
+//! Per item: 2xx is indexed; 409 (the id exists, `create` refused) is a duplicate; 429 and 5xx
+//! are sent again after an exponential backoff with jitter; anything else goes to the dead letter
+//! queue with the engine's reason. A whole request that fails with a connection error, a
+//! timeout, 429 or 5xx is sent again the same way. After `max_retries` retries the records still
+//! undelivered are dead-lettered: never dropped. A whole request refused for good (401, 403, a
+//! malformed request) stops the run.
+
+use super::{error_chain, refused, EsClient, EsError};
+use crate::config::BulkSection;
+use crate::sink::Accounting;
+use crate::transform::EncodedChunk;
+use elasticsearch::BulkParts;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Only what evtship reads of a `_bulk` response.
+const FILTER_PATH: &[&str] = &["errors", "items.*.status", "items.*.error"];
+
+/// One document, by reference to its chunk.
+#[derive(Debug, Clone)]
+struct Item {
+    chunk: Arc<EncodedChunk>,
+    doc: usize,
+}
+
+impl Item {
+    fn bytes(&self) -> &[u8] {
+        self.chunk.bulk_lines(self.doc)
+    }
+
+    fn line(&self) -> usize {
+        self.chunk.docs[self.doc].line
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    errors: bool,
+    #[serde(default)]
+    items: Vec<HashMap<String, ItemResult>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ItemResult {
+    status: u16,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// Why a request or item is being retried.
+#[derive(Debug)]
+struct Retry {
+    items: Vec<Item>,
+    reason: String,
+}
+
+/// Sends documents to the engine in `_bulk` requests.
+#[derive(Debug)]
+pub struct BulkSink {
+    client: EsClient,
+    settings: BulkSection,
+}
+
+fn retryable(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// Delay before retry number `attempt` (1-based): doubling from the initial delay up to the cap,
+/// with "equal jitter" (half fixed, half random) so that retries of many requests spread out.
+fn backoff(settings: &BulkSection, attempt: u32) -> Duration {
+    let initial = settings.initial_backoff_ms.get() as u64;
+    let cap = settings.max_backoff_ms.get() as u64;
+    let exp = initial.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+    let ceiling = exp.min(cap);
+    let half = ceiling / 2;
+    Duration::from_millis(half + fastrand::u64(0..=half.max(1)))
+}
+
+fn item_reason(error: Option<&Value>, status: u16) -> String {
+    match error {
+        Some(e) => {
+            let kind = e["type"].as_str().unwrap_or("error");
+            let reason = e["reason"].as_str().unwrap_or_default();
+            let cause = e["caused_by"]["reason"].as_str();
+            match cause {
+                Some(c) => format!("{kind}: {reason} ({c})"),
+                None => format!("{kind}: {reason}"),
+            }
+        }
+        None => format!("HTTP {status}"),
+    }
+}
+
+impl BulkSink {
+    /// A sink over a connected client.
+    pub fn new(client: EsClient, settings: BulkSection) -> Self {
+        Self { client, settings }
+    }
+
+    /// Sends every chunk received until the channel closes, then waits for every request.
+    pub async fn run(
+        self,
+        rx: flume::Receiver<EncodedChunk>,
+        acct: Arc<Accounting>,
+    ) -> Result<(), EsError> {
+        let me = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(me.settings.concurrency.get()));
+        let mut tasks: JoinSet<Result<(), EsError>> = JoinSet::new();
+        let max_events = me.settings.max_events.get();
+        let max_bytes = me.settings.max_bytes.0;
+        let mut batch: Vec<Item> = Vec::with_capacity(max_events);
+        let mut batch_bytes = 0usize;
+        while let Ok(chunk) = rx.recv_async().await {
+            acct.reject_unparsable(&chunk);
+            let chunk = Arc::new(chunk);
+            for doc in 0..chunk.docs.len() {
+                let len = chunk.docs[doc].bulk.len();
+                if !batch.is_empty() && (batch.len() >= max_events || batch_bytes + len > max_bytes)
+                {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(max_events));
+                    batch_bytes = 0;
+                    me.dispatch(full, &permits, &mut tasks, &acct).await?;
+                }
+                batch.push(Item {
+                    chunk: chunk.clone(),
+                    doc,
+                });
+                batch_bytes += len;
+            }
+            while let Some(done) = tasks.try_join_next() {
+                flatten(done)?;
+            }
+        }
+        if !batch.is_empty() {
+            me.dispatch(batch, &permits, &mut tasks, &acct).await?;
+        }
+        while let Some(done) = tasks.join_next().await {
+            flatten(done)?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        items: Vec<Item>,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<Result<(), EsError>>,
+        acct: &Arc<Accounting>,
+    ) -> Result<(), EsError> {
+        // Waiting for a permit is the backpressure: readers pause while requests are in flight.
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        let me = self.clone();
+        let acct = acct.clone();
+        tasks.spawn(async move {
+            let result = me.deliver(items, &acct).await;
+            drop(permit);
+            result
+        });
+        // Surface a fatal error from an earlier request without waiting for the end.
+        while let Some(done) = tasks.try_join_next() {
+            flatten(done)?;
+        }
+        Ok(())
+    }
+
+    /// Sends one batch until every item has an outcome.
+    async fn deliver(&self, mut items: Vec<Item>, acct: &Accounting) -> Result<(), EsError> {
+        let mut attempt = 0u32;
+        loop {
+            let Some(retry) = self.send(items, acct).await? else {
+                return Ok(());
+            };
+            attempt += 1;
+            if attempt > self.settings.max_retries {
+                let reason = format!(
+                    "gave up after {} retries: {}",
+                    self.settings.max_retries, retry.reason
+                );
+                tracing::error!("{} records: {reason}", retry.items.len());
+                for item in &retry.items {
+                    acct.dead_letter(&item.chunk, item.line(), &reason, None, None);
+                }
+                return Ok(());
+            }
+            acct.stats
+                .retries
+                .fetch_add(retry.items.len() as u64, Relaxed);
+            let delay = backoff(&self.settings, attempt);
+            tracing::warn!(
+                "{} records to retry in {:.1} s (attempt {attempt} of {}): {}",
+                retry.items.len(),
+                delay.as_secs_f64(),
+                self.settings.max_retries,
+                retry.reason
+            );
+            tokio::time::sleep(delay).await;
+            items = retry.items;
+        }
+    }
+
+    /// One `_bulk` request; returns the items to send again, if any.
+    async fn send(&self, items: Vec<Item>, acct: &Accounting) -> Result<Option<Retry>, EsError> {
+        let body: Vec<&[u8]> = items.iter().map(Item::bytes).collect();
+        let sent = self
+            .client
+            .client
+            .bulk(BulkParts::None)
+            .filter_path(FILTER_PATH)
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Some(Retry {
+                    items,
+                    reason: format!("{}: {}", self.client.shown_url, error_chain(&e)),
+                }))
+            }
+        };
+        let status = response.status_code().as_u16();
+        let text = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(Some(Retry {
+                    items,
+                    reason: format!("reading the response: {}", error_chain(&e)),
+                }))
+            }
+        };
+        if retryable(status) {
+            return Ok(Some(Retry {
+                items,
+                reason: format!("HTTP {status} for the whole request"),
+            }));
+        }
+        if !(200..300).contains(&status) {
+            return Err(refused(
+                "_bulk request",
+                status,
+                &String::from_utf8_lossy(&text),
+            ));
+        }
+        let parsed: BulkResponse = serde_json::from_slice(&text).map_err(|e| {
+            refused(
+                &format!("_bulk request (unreadable response: {e})"),
+                status,
+                &String::from_utf8_lossy(&text),
+            )
+        })?;
+        if parsed.items.len() != items.len() {
+            if !parsed.errors && parsed.items.is_empty() {
+                // Some proxies strip item details on success; only `errors: false` is known.
+                for item in &items {
+                    acct.stats
+                        .input(item.chunk.raw.input)
+                        .indexed
+                        .fetch_add(1, Relaxed);
+                }
+                return Ok(None);
+            }
+            return Err(refused(
+                &format!(
+                    "_bulk request ({} items sent, {} answered)",
+                    items.len(),
+                    parsed.items.len()
+                ),
+                status,
+                "",
+            ));
+        }
+        let mut again = Vec::new();
+        let mut last_reason = String::new();
+        for (item, result) in items.into_iter().zip(parsed.items) {
+            let Some(result) = result.into_values().next() else {
+                continue;
+            };
+            let counters = acct.stats.input(item.chunk.raw.input);
+            match result.status {
+                200..=299 => {
+                    counters.indexed.fetch_add(1, Relaxed);
+                }
+                409 => {
+                    counters.duplicates.fetch_add(1, Relaxed);
+                }
+                s if retryable(s) => {
+                    last_reason = format!("item {}", item_reason(result.error.as_ref(), s));
+                    again.push(item);
+                }
+                s => {
+                    let reason = item_reason(result.error.as_ref(), s);
+                    acct.dead_letter(
+                        &item.chunk,
+                        item.line(),
+                        &reason,
+                        Some(s),
+                        result.error.as_ref(),
+                    );
+                }
+            }
+        }
+        Ok((!again.is_empty()).then_some(Retry {
+            items: again,
+            reason: last_reason,
+        }))
+    }
+}
+
+fn flatten(done: Result<Result<(), EsError>, tokio::task::JoinError>) -> Result<(), EsError> {
+    match done {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = BulkSection::default();
+        let first = backoff(&s, 1).as_millis();
+        assert!((100..=200).contains(&first), "{first}");
+        for attempt in 1..40 {
+            assert!(backoff(&s, attempt).as_millis() <= 30_000);
+        }
+        assert!(backoff(&s, 8).as_millis() >= 12_800);
+    }
+
+    #[test]
+    fn reasons_name_the_engine_error() {
+        let e = serde_json::json!({"type":"mapper_parsing_exception","reason":"failed to parse field [x]",
+            "caused_by":{"type":"x","reason":"For input string: \"abc\""}});
+        assert_eq!(
+            item_reason(Some(&e), 400),
+            "mapper_parsing_exception: failed to parse field [x] (For input string: \"abc\")"
+        );
+        assert_eq!(item_reason(None, 503), "HTTP 503");
+    }
+}

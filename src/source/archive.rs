@@ -1,0 +1,175 @@
+//! zip and tar archives, read member by member without unpacking to disk.
+
+use super::{StreamContext, READ_BUFFER};
+use crate::decode::{Flow, RawChunk};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Members read from archives: JSON-lines files. macOS metadata (`__MACOSX/`, `._*`) is skipped.
+fn wanted_member(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    !lower.starts_with("__macosx/")
+        && !lower.contains("/__macosx/")
+        && !base.starts_with("._")
+        && [".json", ".ndjson", ".jsonl", ".log", ".txt"]
+            .iter()
+            .any(|e| base.ends_with(e))
+}
+
+fn member_origin(archive: &str, member: &str) -> Arc<str> {
+    Arc::from(format!("{archive}!{member}"))
+}
+
+/// Reads every JSON member of a zip file.
+pub(crate) fn read_zip(
+    path: &Path,
+    label: &Arc<str>,
+    ctx: &StreamContext<'_>,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.error(&format!("{label}: cannot open: {e}"));
+            return Flow::Continue;
+        }
+    };
+    let mut archive = match zip::ZipArchive::new(BufReader::with_capacity(READ_BUFFER, file)) {
+        Ok(a) => a,
+        Err(e) => {
+            // No readable central directory (a truncated download, say): walk the local
+            // headers from the start and take whatever members are whole.
+            ctx.warn(&format!(
+                "{label}: zip central directory unreadable ({e}); reading members sequentially"
+            ));
+            return read_zip_stream(path, label, ctx, emit);
+        }
+    };
+    for i in 0..archive.len() {
+        let member = match archive.by_index(i) {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.error(&format!("{label}: member #{}: unreadable: {e}", i + 1));
+                continue;
+            }
+        };
+        let name = member.name().to_owned();
+        if member.is_dir() || !wanted_member(&name) {
+            tracing::debug!("{label}: skipping member {name}");
+            continue;
+        }
+        let origin = member_origin(label, &name);
+        let mut reader = BufReader::with_capacity(READ_BUFFER, member);
+        if ctx.lines(&mut reader, &origin, emit) == Flow::Stop {
+            return Flow::Stop;
+        }
+    }
+    Flow::Continue
+}
+
+fn read_zip_stream(
+    path: &Path,
+    label: &Arc<str>,
+    ctx: &StreamContext<'_>,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.error(&format!("{label}: cannot open: {e}"));
+            return Flow::Continue;
+        }
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let mut index = 0usize;
+    loop {
+        index += 1;
+        let member = match zip::read::read_zipfile_from_stream(&mut reader) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Flow::Continue,
+            Err(e) => {
+                ctx.error(&format!(
+                    "{label}: member #{index}: unreadable ({e}); the rest of the archive is skipped"
+                ));
+                return Flow::Continue;
+            }
+        };
+        let name = member.name().to_owned();
+        if member.is_dir() || !wanted_member(&name) {
+            // Skip its data to reach the next header.
+            let mut member = member;
+            if let Err(e) = std::io::copy(&mut member, &mut std::io::sink()) {
+                ctx.error(&format!(
+                    "{label}!{name}: {e}; the rest of the archive is skipped"
+                ));
+                return Flow::Continue;
+            }
+            continue;
+        }
+        let origin = member_origin(label, &name);
+        let mut member_reader = BufReader::with_capacity(READ_BUFFER, member);
+        if ctx.lines(&mut member_reader, &origin, emit) == Flow::Stop {
+            return Flow::Stop;
+        }
+    }
+}
+
+/// Reads every JSON member of a tar stream (already decompressed).
+pub(crate) fn read_tar(
+    reader: &mut dyn Read,
+    label: &Arc<str>,
+    ctx: &StreamContext<'_>,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    let mut archive = tar::Archive::new(reader);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            ctx.error(&format!("{label}: not a readable tar archive: {e}"));
+            return Flow::Continue;
+        }
+    };
+    for (i, entry) in entries.enumerate() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                ctx.error(&format!(
+                    "{label}: tar member #{}: unreadable ({e}); the rest of the archive is skipped",
+                    i + 1
+                ));
+                return Flow::Continue;
+            }
+        };
+        let name = entry.path().map(|p| p.to_string_lossy().into_owned());
+        let Ok(name) = name else { continue };
+        if !entry.header().entry_type().is_file() || !wanted_member(&name) {
+            tracing::debug!("{label}: skipping member {name}");
+            continue;
+        }
+        let origin = member_origin(label, &name);
+        let mut member = BufReader::with_capacity(READ_BUFFER, entry);
+        if ctx.lines(&mut member, &origin, emit) == Flow::Stop {
+            return Flow::Stop;
+        }
+    }
+    Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted_member;
+
+    #[test]
+    fn junk_members_are_skipped() {
+        assert!(wanted_member(
+            "apt29_evals_day1_manual_2020-05-01225525.json"
+        ));
+        assert!(wanted_member("dir/x.NDJSON"));
+        assert!(!wanted_member("__MACOSX/._x.json"));
+        assert!(!wanted_member("dir/._x.json"));
+        assert!(!wanted_member("README.md"));
+    }
+}

@@ -1,0 +1,302 @@
+//! Inputs: resolving paths, directories and globs to files, and reading each file's records.
+//!
+//! The format of a file is found from its first bytes, not its name: gzip (which may hold a
+//! tar archive), zip, tar, or plain NDJSON. Archives are streamed; nothing is unpacked to disk.
+
+mod archive;
+mod gzip;
+
+use crate::decode::{read_lines, Flow, RawChunk};
+use crate::metrics::{InputCounters, InputId, Stats};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use thiserror::Error;
+
+pub use gzip::GzipStream;
+
+/// Size of read buffers.
+pub const READ_BUFFER: usize = 256 * 1024;
+
+/// A file to read, resolved from the pipeline's inputs.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Position in the run's list of inputs.
+    pub id: InputId,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl InputFile {
+    /// The name used in messages and the summary.
+    pub fn label(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Why the inputs could not be resolved.
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    /// A named file or directory does not exist.
+    #[error("input `{0}` does not exist")]
+    Missing(String),
+    /// A glob pattern is malformed.
+    #[error("input `{pattern}` is not a valid glob: {message}")]
+    BadGlob {
+        /// The pattern.
+        pattern: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A directory could not be listed.
+    #[error("cannot list directory {path}: {source}")]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// File names taken from directories and globs (explicitly named files are always read).
+const EXTENSIONS: &[&str] = &[
+    ".json", ".ndjson", ".jsonl", ".log", ".gz", ".tgz", ".zip", ".tar",
+];
+
+fn wanted(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    !name.starts_with('.') && EXTENSIONS.iter().any(|e| name.ends_with(e))
+}
+
+/// Expands paths, directories (recursively, sorted) and globs into a list of distinct files.
+///
+/// A named file or directory that does not exist is an error; a glob that matches nothing
+/// is returned in the second list, for a warning.
+pub fn resolve(patterns: &[String]) -> Result<(Vec<InputFile>, Vec<String>), ResolveError> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut unmatched = Vec::new();
+    for pattern in patterns {
+        if pattern.contains(['*', '?', '[']) {
+            let entries = glob::glob(pattern).map_err(|e| ResolveError::BadGlob {
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?;
+            let mut found: Vec<PathBuf> = entries.filter_map(Result::ok).collect();
+            found.sort();
+            let before = paths.len();
+            for p in found {
+                if p.is_dir() {
+                    walk(&p, &mut paths)?;
+                } else if wanted(&p) {
+                    paths.push(p);
+                }
+            }
+            if paths.len() == before {
+                unmatched.push(pattern.clone());
+            }
+        } else {
+            let p = PathBuf::from(pattern);
+            if p.is_dir() {
+                walk(&p, &mut paths)?;
+            } else if p.exists() {
+                paths.push(p);
+            } else {
+                return Err(ResolveError::Missing(pattern.clone()));
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
+    let files = paths
+        .into_iter()
+        .enumerate()
+        .map(|(id, path)| InputFile { id, path })
+        .collect();
+    Ok((files, unmatched))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ResolveError> {
+    let list = |dir: &Path| -> io::Result<Vec<PathBuf>> {
+        let mut v = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<Vec<_>>>()?;
+        v.sort();
+        Ok(v)
+    };
+    let entries = list(dir).map_err(|source| ResolveError::ListDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if wanted(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The kinds of content recognised by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// gzip-compressed; may hold a tar archive.
+    Gzip,
+    /// A zip archive.
+    Zip,
+    /// An uncompressed tar archive.
+    Tar,
+    /// A Windows `.evtx` file.
+    Evtx,
+    /// Anything else: JSON lines.
+    Lines,
+}
+
+/// Recognises a format from the first bytes of a stream (at least 262 for tar).
+pub fn sniff(head: &[u8]) -> Format {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Format::Gzip
+    } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        Format::Zip
+    } else if head.starts_with(b"ElfFile\0") {
+        Format::Evtx
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Format::Tar
+    } else {
+        Format::Lines
+    }
+}
+
+/// Reads one input to its end, handing records to `emit`.
+///
+/// Problems are reported (a warning naming the file and position) and counted in `stats`;
+/// whatever could be read is handed over. Returns [`Flow::Stop`] when `emit` asked to stop.
+pub fn read_input(
+    input: &InputFile,
+    stats: &Stats,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    let counters = stats.input(input.id);
+    let label: Arc<str> = Arc::from(input.label());
+    let file = match File::open(&input.path) {
+        Ok(f) => f,
+        Err(e) => {
+            report_error(counters, &format!("{label}: cannot open: {e}"));
+            return Flow::Continue;
+        }
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let format = match reader.fill_buf() {
+        Ok(head) => sniff(head),
+        Err(e) => {
+            report_error(counters, &format!("{label}: cannot read: {e}"));
+            return Flow::Continue;
+        }
+    };
+    let ctx = StreamContext {
+        input: input.id,
+        stats,
+        counters,
+    };
+    match format {
+        Format::Zip => {
+            drop(reader);
+            archive::read_zip(&input.path, &label, &ctx, emit)
+        }
+        Format::Gzip => {
+            let mut gz = GzipStream::new(reader);
+            let mut head = Vec::with_capacity(512);
+            if let Err(e) = (&mut gz).take(512).read_to_end(&mut head) {
+                report_error(
+                    counters,
+                    &format!("{label}: not a readable gzip stream: {e}"),
+                );
+                return Flow::Continue;
+            }
+            let is_tar = sniff(&head) == Format::Tar;
+            let mut inner = BufReader::with_capacity(READ_BUFFER, io::Cursor::new(head).chain(gz));
+            let flow = if is_tar {
+                archive::read_tar(&mut inner, &label, &ctx, emit)
+            } else {
+                ctx.lines(&mut inner, &label, emit)
+            };
+            if flow == Flow::Continue {
+                // Read to the very end so that the gzip trailer is checked and stray bytes seen.
+                if let Err(e) = io::copy(&mut inner, &mut io::sink()) {
+                    ctx.warn(&format!("{label}: after the last record: {e}"));
+                }
+                if let Some(stray) = inner.get_ref().get_ref().1.stray_bytes() {
+                    ctx.warn(&format!(
+                        "{label}: {stray} stray byte(s) after the end of the gzip stream, ignored"
+                    ));
+                }
+            }
+            flow
+        }
+        Format::Tar => archive::read_tar(&mut reader, &label, &ctx, emit),
+        Format::Evtx => {
+            report_error(
+                counters,
+                &format!("{label}: .evtx files are not supported yet; skipped"),
+            );
+            Flow::Continue
+        }
+        Format::Lines => ctx.lines(&mut reader, &label, emit),
+    }
+}
+
+pub(crate) struct StreamContext<'a> {
+    pub input: InputId,
+    pub stats: &'a Stats,
+    pub counters: &'a InputCounters,
+}
+
+impl StreamContext<'_> {
+    /// Reads NDJSON lines from one stream, counting what was read.
+    pub fn lines(
+        &self,
+        reader: &mut dyn BufRead,
+        origin: &Arc<str>,
+        emit: &mut dyn FnMut(RawChunk) -> Flow,
+    ) -> Flow {
+        let counters = self.counters;
+        let mut counted = |chunk: RawChunk| {
+            counters.read.fetch_add(chunk.lines.len() as u64, Relaxed);
+            emit(chunk)
+        };
+        match read_lines(reader, self.input, origin, &mut counted) {
+            Ok((totals, flow)) => {
+                counters.bytes.fetch_add(totals.bytes, Relaxed);
+                flow
+            }
+            Err(e) => {
+                report_error(
+                    counters,
+                    &format!("{e}; the rest of this stream is skipped"),
+                );
+                Flow::Continue
+            }
+        }
+    }
+
+    /// A problem that lost nothing.
+    pub fn warn(&self, message: &str) {
+        self.stats.warnings.fetch_add(1, Relaxed);
+        tracing::warn!("{message}");
+    }
+
+    /// A part of the input that could not be read.
+    pub fn error(&self, message: &str) {
+        report_error(self.counters, message);
+    }
+}
+
+fn report_error(counters: &InputCounters, message: &str) {
+    counters.errors.fetch_add(1, Relaxed);
+    tracing::error!("{message}");
+}

@@ -1,0 +1,279 @@
+//! Records to documents: JSON parsing, the Sysmon `Message` fields, `@timestamp`, `@version`,
+//! a stable id, and the `_bulk` encoding of each document.
+//!
+//! Rules:
+//! - a field present at top level is kept as it is (the exporter's structured value is the
+//!   faithful one); fields of a Sysmon event's `Message` that the record lacks are added;
+//! - on Sysmon registry events (EventID 12, 13, 14) whose top-level `EventType` is the
+//!   exporter's `INFO`, the Sysmon value from `Message` (`SetValue`, `CreateKey`, ...) replaces it;
+//! - `@version` is `"1"`;
+//! - `@timestamp` is kept when it is a valid RFC 3339 time, else taken from `UtcTime` (UTC),
+//!   else set to the time of reading.
+
+pub mod id;
+pub mod message;
+pub mod timestamp;
+
+use crate::config::IndexName;
+use crate::decode::RawChunk;
+use serde_json::{Map, Value};
+use std::ops::Range;
+
+/// Sysmon's event log channel.
+pub const SYSMON_CHANNEL: &str = "Microsoft-Windows-Sysmon/Operational";
+
+/// One document of a chunk, encoded for `_bulk`.
+#[derive(Debug, Clone)]
+pub struct EncodedDoc {
+    /// Index of the source line in the chunk's [`RawChunk::lines`].
+    pub line: usize,
+    /// The action line and the document line, newline-terminated, in [`EncodedChunk::buf`].
+    pub bulk: Range<usize>,
+    /// Where the document line starts within `bulk`.
+    pub doc_start: usize,
+}
+
+/// A record that could not become a document.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// Index of the source line in the chunk's [`RawChunk::lines`].
+    pub line: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// A chunk of records turned into `_bulk` lines.
+#[derive(Debug)]
+pub struct EncodedChunk {
+    /// The records as read, kept for the dead letter queue.
+    pub raw: RawChunk,
+    /// Action and document lines of every document.
+    pub buf: Vec<u8>,
+    /// The documents.
+    pub docs: Vec<EncodedDoc>,
+    /// Records that are not JSON objects.
+    pub rejected: Vec<Rejected>,
+}
+
+impl EncodedChunk {
+    /// The action and document lines of document `i`.
+    pub fn bulk_lines(&self, i: usize) -> &[u8] {
+        &self.buf[self.docs[i].bulk.clone()]
+    }
+
+    /// The document line (with its newline) of document `i`.
+    pub fn doc_line(&self, i: usize) -> &[u8] {
+        let d = &self.docs[i];
+        &self.buf[d.doc_start..d.bulk.end]
+    }
+}
+
+/// Turns records into documents for one index.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    action_prefix: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder writing `create` actions for `index`.
+    pub fn new(index: &IndexName) -> Self {
+        // Index names are validated: they hold no character that needs JSON escaping.
+        let action_prefix =
+            format!("{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"").into_bytes();
+        Self { action_prefix }
+    }
+
+    /// Encodes every record of a chunk.
+    pub fn encode(&self, raw: RawChunk) -> EncodedChunk {
+        let now = timestamp::now();
+        let mut buf = Vec::with_capacity(raw.buf.len() + raw.lines.len() * 160);
+        let mut docs = Vec::with_capacity(raw.lines.len());
+        let mut rejected = Vec::new();
+        for i in 0..raw.lines.len() {
+            let line = raw.line(i);
+            let mut doc = match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Object(map)) => map,
+                Ok(other) => {
+                    rejected.push(Rejected {
+                        line: i,
+                        reason: format!("not a JSON object but {}", kind(&other)),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    rejected.push(Rejected {
+                        line: i,
+                        reason: format!("invalid JSON: {e}"),
+                    });
+                    continue;
+                }
+            };
+            normalise(&mut doc, &now);
+            let start = buf.len();
+            buf.extend_from_slice(&self.action_prefix);
+            buf.extend_from_slice(id::document_id(&doc, line, raw.lines[i].number).as_bytes());
+            buf.extend_from_slice(b"\"}}\n");
+            let doc_start = buf.len();
+            serde_json::to_writer(&mut buf, &doc).expect("serialising a JSON map cannot fail");
+            buf.push(b'\n');
+            docs.push(EncodedDoc {
+                line: i,
+                bulk: start..buf.len(),
+                doc_start,
+            });
+        }
+        EncodedChunk {
+            raw,
+            buf,
+            docs,
+            rejected,
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn str_field<'a>(doc: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    doc.get(key).and_then(Value::as_str)
+}
+
+fn event_id(doc: &Map<String, Value>) -> Option<i64> {
+    match doc.get("EventID")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether a record is a Sysmon event.
+pub fn is_sysmon(doc: &Map<String, Value>) -> bool {
+    str_field(doc, "Channel").is_some_and(|c| c.eq_ignore_ascii_case(SYSMON_CHANNEL))
+        || str_field(doc, "SourceName") == Some("Microsoft-Windows-Sysmon")
+}
+
+/// Applies the rules in this module's documentation to one record.
+pub fn normalise(doc: &mut Map<String, Value>, now: &str) {
+    if is_sysmon(doc) {
+        fill_from_message(doc);
+    }
+    doc.insert("@version".to_owned(), Value::String("1".to_owned()));
+    let valid = str_field(doc, "@timestamp").is_some_and(timestamp::is_valid);
+    if !valid {
+        let ts = str_field(doc, "UtcTime")
+            .and_then(timestamp::from_utc_time)
+            .unwrap_or_else(|| now.to_owned());
+        doc.insert("@timestamp".to_owned(), Value::String(ts));
+    }
+}
+
+fn fill_from_message(doc: &mut Map<String, Value>) {
+    let Some(message) = str_field(doc, "Message") else {
+        return;
+    };
+    let registry = matches!(event_id(doc), Some(12..=14));
+    let rendered = message::parse_sysmon(message);
+    let updates: Vec<(String, String)> = rendered
+        .fields
+        .iter()
+        .filter(|(key, _)| match doc.get(*key) {
+            None => true,
+            Some(Value::String(s)) => *key == "EventType" && registry && s == "INFO",
+            Some(_) => false,
+        })
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for (key, value) in updates {
+        doc.insert(key, Value::String(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{read_lines, Flow};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn encode(text: &str) -> EncodedChunk {
+        let origin: Arc<str> = Arc::from("t");
+        let mut chunks = Vec::new();
+        read_lines(text.as_bytes(), 0, &origin, &mut |c| {
+            chunks.push(c);
+            Flow::Continue
+        })
+        .unwrap();
+        Encoder::new(&IndexName::try_from("idx".to_owned()).unwrap()).encode(chunks.remove(0))
+    }
+
+    fn doc(c: &EncodedChunk, i: usize) -> Map<String, Value> {
+        serde_json::from_slice(c.doc_line(i)).unwrap()
+    }
+
+    #[test]
+    fn message_fills_missing_fields_and_keeps_present_ones() {
+        let rec = json!({
+            "Channel": SYSMON_CHANNEL, "EventID": 13, "EventType": "INFO",
+            "TargetObject": "HKLM\\a%5Cb", "@timestamp": "2019-12-05T04:47:35.000Z",
+            "Message": "Registry value set:\r\nRuleName: -\r\nEventType: SetValue\r\nUtcTime: 2019-12-05 04:47:33.003\r\nTargetObject: HKLM\\a10080Cb\r\nDetails: DWORD (0x00000001)"
+        });
+        let c = encode(&rec.to_string());
+        let d = doc(&c, 0);
+        assert_eq!(d["EventType"], "SetValue");
+        assert_eq!(d["TargetObject"], "HKLM\\a%5Cb");
+        assert_eq!(d["Details"], "DWORD (0x00000001)");
+        assert_eq!(d["RuleName"], "-");
+        assert_eq!(d["@version"], "1");
+        assert_eq!(d["@timestamp"], "2019-12-05T04:47:35.000Z");
+    }
+
+    #[test]
+    fn info_is_kept_outside_registry_events_and_other_channels_are_left_alone() {
+        let rec = json!({"Channel": SYSMON_CHANNEL, "EventID": 1, "EventType": "INFO",
+            "Message": "Process Create:\r\nEventType: X\r\nImage: C:\\a.exe"});
+        let d = doc(&encode(&rec.to_string()), 0);
+        assert_eq!(d["EventType"], "INFO");
+        assert_eq!(d["Image"], "C:\\a.exe");
+        let sec = json!({"Channel": "Security", "EventID": 4624,
+            "Message": "An account was logged on.\r\n\r\nSubject:\r\n\tSecurity ID:\t\tS-1-5-18"});
+        let d = doc(&encode(&sec.to_string()), 0);
+        assert_eq!(d.len(), 5);
+    }
+
+    #[test]
+    fn timestamp_from_utc_time_then_now() {
+        let c =
+            encode("{\"UtcTime\":\"2020-05-02 02:55:56.157\",\"@timestamp\":\"bad\"}\n{\"a\":1}\n");
+        assert_eq!(doc(&c, 0)["@timestamp"], "2020-05-02T02:55:56.157Z");
+        assert!(timestamp::is_valid(
+            doc(&c, 1)["@timestamp"].as_str().unwrap()
+        ));
+    }
+
+    #[test]
+    fn broken_lines_are_rejected_with_a_reason() {
+        let c = encode("{\"a\":1}\n{\"a\":\n[1]\n");
+        assert_eq!(c.docs.len(), 1);
+        assert_eq!(c.rejected.len(), 2);
+        assert!(c.rejected[0].reason.starts_with("invalid JSON"));
+        assert_eq!(c.raw.lines[c.rejected[0].line].number, 2);
+        assert!(c.rejected[1].reason.contains("array"));
+    }
+
+    #[test]
+    fn action_line_names_index_and_id() {
+        let c = encode("{\"Hostname\":\"h\",\"Channel\":\"c\",\"RecordNumber\":1}\n");
+        let lines = String::from_utf8(c.bulk_lines(0).to_vec()).unwrap();
+        let action: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert_eq!(action["create"]["_index"], "idx");
+        assert_eq!(action["create"]["_id"].as_str().unwrap().len(), 32);
+    }
+}

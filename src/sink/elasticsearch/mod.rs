@@ -145,7 +145,7 @@ impl EsClient {
             });
         }
         let (url, userinfo) = split_userinfo(p.url());
-        let shown_url = redact::url(&url);
+        let shown_url = redact::url(p.url());
         let parsed = elasticsearch::http::Url::parse(&url).map_err(|e| EsError::Setup {
             url: shown_url.clone(),
             message: e.to_string(),

@@ -1,0 +1,229 @@
+//! Helpers for tests against the real engine started by `scripts/opensearch-local start`.
+//!
+//! The engine URL is `EVTSHIP_TEST_ES_URL`, else `http://127.0.0.1:19200`. When no engine
+//! answers, tests fail (they never skip) with a message saying how to start one.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// The engine's URL.
+pub fn es_url() -> String {
+    std::env::var("EVTSHIP_TEST_ES_URL").unwrap_or_else(|_| "http://127.0.0.1:19200".into())
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture path.
+pub fn data(rel: &str) -> PathBuf {
+    root().join("tests/data").join(rel)
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// A fresh, unique index for one test (deleted first if it exists).
+pub struct TestIndex {
+    /// Its name.
+    pub name: String,
+}
+
+impl TestIndex {
+    /// Makes sure the engine answers and the index does not exist.
+    pub fn new(test: &str) -> Self {
+        let name = format!("evtship-test-{test}-{}", std::process::id());
+        let url = es_url();
+        http().get(&url).send().unwrap_or_else(|e| {
+            panic!("no engine at {url} ({e}); start one with `scripts/opensearch-local start`")
+        });
+        let _ = http().delete(format!("{url}/{name}")).send();
+        Self { name }
+    }
+
+    /// Makes every write visible to search.
+    pub fn refresh(&self) {
+        let r = http()
+            .post(format!("{}/{}/_refresh", es_url(), self.name))
+            .send()
+            .expect("refresh");
+        assert!(r.status().is_success(), "refresh: {}", r.status());
+    }
+
+    /// `_count` of the index.
+    pub fn count(&self) -> u64 {
+        self.refresh();
+        let v: Value = http()
+            .get(format!("{}/{}/_count", es_url(), self.name))
+            .send()
+            .expect("count")
+            .json()
+            .expect("count json");
+        v["count"].as_u64().unwrap_or_else(|| panic!("no count in {v}"))
+    }
+
+    /// `_count` of the documents matching a query.
+    pub fn count_query(&self, query: Value) -> u64 {
+        self.refresh();
+        let v: Value = http()
+            .post(format!("{}/{}/_count", es_url(), self.name))
+            .json(&json!({ "query": query }))
+            .send()
+            .expect("count")
+            .json()
+            .expect("count json");
+        v["count"].as_u64().unwrap_or_else(|| panic!("no count in {v}"))
+    }
+
+    /// A `_search` request body's answer.
+    pub fn search(&self, body: Value) -> Value {
+        self.refresh();
+        http()
+            .post(format!("{}/{}/_search", es_url(), self.name))
+            .json(&body)
+            .send()
+            .expect("search")
+            .json()
+            .expect("search json")
+    }
+
+    /// Every document as `_id` → `_source` (for indices of a few thousand documents).
+    pub fn documents(&self) -> BTreeMap<String, Value> {
+        let v = self.search(json!({ "size": 10000, "sort": ["_doc"] }));
+        v["hits"]["hits"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no hits in {v}"))
+            .iter()
+            .map(|h| (h["_id"].as_str().unwrap().to_owned(), h["_source"].clone()))
+            .collect()
+    }
+
+    /// The index mapping's properties.
+    pub fn properties(&self) -> Value {
+        let v: Value = http()
+            .get(format!("{}/{}/_mapping", es_url(), self.name))
+            .send()
+            .expect("mapping")
+            .json()
+            .expect("mapping json");
+        v[&self.name]["mappings"]["properties"].clone()
+    }
+}
+
+impl Drop for TestIndex {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            delete(&format!("/{}", self.name));
+            delete(&format!("/_index_template/evtship-{}", self.name));
+        }
+    }
+}
+
+/// POSTs a raw body to a path of the engine; returns status and body.
+pub fn post_raw(path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = http()
+        .post(format!("{}{path}", es_url()))
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// PUTs JSON to a path of the engine.
+pub fn put_json(path: &str, body: Value) -> u16 {
+    http()
+        .put(format!("{}{path}", es_url()))
+        .json(&body)
+        .send()
+        .expect("put")
+        .status()
+        .as_u16()
+}
+
+/// DELETEs a path of the engine, whatever the answer.
+pub fn delete(path: &str) {
+    let _ = http().delete(format!("{}{path}", es_url())).send();
+}
+
+/// The result of one `evtship` invocation.
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// The `--summary-json` object, when one was asked for and written.
+    pub summary: Value,
+}
+
+impl Run {
+    /// A summary counter.
+    pub fn n(&self, key: &str) -> u64 {
+        self.summary[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no `{key}` in summary {}\nstderr:\n{}", self.summary, self.stderr))
+    }
+}
+
+/// Runs `evtship ARGS` from the repository root, with a summary file, and returns its outcome.
+pub fn evtship(args: &[&str], dir: &Path) -> Run {
+    evtship_env(args, dir, &[])
+}
+
+/// Like [`evtship`], with extra environment variables.
+pub fn evtship_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Run {
+    let summary_path = dir.join(format!("summary-{}.json", fastrand_suffix()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evtship"));
+    cmd.current_dir(root()).args(args).env_remove("ES_URL").env("RUST_LOG", "info");
+    let is_run = args.first() == Some(&"run");
+    if is_run {
+        cmd.arg("--summary-json").arg(&summary_path).arg("--no-progress");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("running evtship");
+    let summary = std::fs::read_to_string(&summary_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        summary,
+    }
+}
+
+fn fastrand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The non-blank lines of a file, parsed as JSON objects, counted independently of evtship.
+pub fn records(path: &Path) -> Vec<serde_json::Map<String, Value>> {
+    std::fs::read_to_string(path)
+        .expect("fixture")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l.trim_start_matches('\u{feff}')).expect("fixture line is JSON"))
+        .collect()
+}

@@ -95,7 +95,12 @@ fn image_keyword_terms_equal_the_counts_in_the_files() {
         .as_array()
         .unwrap_or_else(|| panic!("no buckets in {v}"))
         .iter()
-        .map(|b| (b["key"].as_str().unwrap().to_owned(), b["doc_count"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["key"].as_str().unwrap().to_owned(),
+                b["doc_count"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(got, expected);
 }
@@ -106,7 +111,13 @@ fn fields_missing_at_top_level_are_filled_from_message() {
     let index = TestIndex::new("message");
     let input = data(PERSISTWMI);
     let run = evtship(
-        &["run", "--input", input.to_str().unwrap(), "--index", &index.name],
+        &[
+            "run",
+            "--input",
+            input.to_str().unwrap(),
+            "--index",
+            &index.name,
+        ],
         dir.path(),
     );
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
@@ -162,7 +173,13 @@ fn archives_give_the_same_documents_as_the_plain_file() {
     let dir = tempfile::tempdir().unwrap();
     let plain = TestIndex::new("plain");
     let run = evtship(
-        &["run", "--input", data(COPY_SMB).to_str().unwrap(), "--index", &plain.name],
+        &[
+            "run",
+            "--input",
+            data(COPY_SMB).to_str().unwrap(),
+            "--index",
+            &plain.name,
+        ],
         dir.path(),
     );
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
@@ -176,7 +193,13 @@ fn archives_give_the_same_documents_as_the_plain_file() {
     ] {
         let index = TestIndex::new(name);
         let run = evtship(
-            &["run", "--input", data(archive).to_str().unwrap(), "--index", &index.name],
+            &[
+                "run",
+                "--input",
+                data(archive).to_str().unwrap(),
+                "--index",
+                &index.name,
+            ],
             dir.path(),
         );
         assert_eq!(run.code, 0, "{archive}: stderr:\n{}", run.stderr);
@@ -239,7 +262,10 @@ fn a_broken_line_is_dead_lettered_with_its_position_and_the_rest_is_indexed() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["line"], 8);
     assert_eq!(dead[0]["input"], input.to_str().unwrap());
-    assert!(dead[0]["reason"].as_str().unwrap().starts_with("invalid JSON"));
+    assert!(dead[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid JSON"));
     assert_eq!(dead[0]["record_text"], &lines[7][..lines[7].len() / 2]);
 }
 
@@ -271,13 +297,24 @@ fn documents_the_engine_rejects_are_dead_lettered_with_its_reason() {
     assert_eq!(run.n("events_indexed"), 3);
     assert_eq!(run.n("dead_lettered"), 1);
     assert_eq!(index.count(), 3);
-    let dead: Value =
-        serde_json::from_str(std::fs::read_to_string(&dlq).unwrap().lines().next().unwrap())
-            .unwrap();
+    let dead: Value = serde_json::from_str(
+        std::fs::read_to_string(&dlq)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(dead["status"], 400);
     assert_eq!(dead["line"], 3);
     assert_eq!(dead["record"], json!({"Port": {"a": 1}, "n": 3}));
-    assert!(dead["reason"].as_str().unwrap().contains("mapper_parsing_exception"), "{dead}");
+    assert!(
+        dead["reason"]
+            .as_str()
+            .unwrap()
+            .contains("mapper_parsing_exception"),
+        "{dead}"
+    );
 }
 
 #[test]
@@ -290,10 +327,23 @@ fn the_template_gives_keyword_sub_fields_and_dates() {
     );
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     let props = index.properties();
-    for field in ["Image", "TargetObject", "Details", "CommandLine", "Message", "Keywords"] {
+    for field in [
+        "Image",
+        "TargetObject",
+        "Details",
+        "CommandLine",
+        "Message",
+        "Keywords",
+    ] {
         assert_eq!(props[field]["type"], "text", "{field}: {}", props[field]);
-        assert_eq!(props[field]["fields"]["keyword"]["type"], "keyword", "{field}");
-        assert_eq!(props[field]["fields"]["keyword"]["ignore_above"], 1024, "{field}");
+        assert_eq!(
+            props[field]["fields"]["keyword"]["type"], "keyword",
+            "{field}"
+        );
+        assert_eq!(
+            props[field]["fields"]["keyword"]["ignore_above"], 1024,
+            "{field}"
+        );
     }
     assert_eq!(props["@timestamp"]["type"], "date");
     assert_eq!(props["@version"]["type"], "keyword");
@@ -310,7 +360,10 @@ fn file_outputs_write_documents_and_replayable_bulk_bodies() {
     let expected = fixture_records();
 
     let out = format!("ndjson:{}", docs.display());
-    let run = evtship(&["run", "pipelines/sample.toml", "--output", &out], dir.path());
+    let run = evtship(
+        &["run", "pipelines/sample.toml", "--output", &out],
+        dir.path(),
+    );
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     let written = records(&docs);
     assert_eq!(written.len(), expected);
@@ -318,7 +371,14 @@ fn file_outputs_write_documents_and_replayable_bulk_bodies() {
 
     let out = format!("bulk:{}", bulk.display());
     let run = evtship(
-        &["run", "pipelines/sample.toml", "--output", &out, "--index", &index.name],
+        &[
+            "run",
+            "pipelines/sample.toml",
+            "--output",
+            &out,
+            "--index",
+            &index.name,
+        ],
         dir.path(),
     );
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
@@ -348,7 +408,11 @@ fn an_invalid_pipeline_file_exits_2_naming_the_line() {
     std::fs::write(&path, "inputs = [\"tests/data/otrf\"]\noutptu = \"es\"\n").unwrap();
     let run = evtship(&["check", path.to_str().unwrap()], dir.path());
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("line 2") && run.stderr.contains("outptu"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 2") && run.stderr.contains("outptu"),
+        "{}",
+        run.stderr
+    );
 
     let run = evtship(&["check", "pipelines/sample.toml"], dir.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -370,7 +434,11 @@ fn an_unreachable_engine_aborts_with_exit_1_and_sends_nothing() {
         dir.path(),
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("cannot reach http://***@127.0.0.1:9"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot reach http://***@127.0.0.1:9"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("hunter2"));
 }
 

@@ -69,7 +69,9 @@ impl TestIndex {
             .expect("count")
             .json()
             .expect("count json");
-        v["count"].as_u64().unwrap_or_else(|| panic!("no count in {v}"))
+        v["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no count in {v}"))
     }
 
     /// `_count` of the documents matching a query.
@@ -82,7 +84,9 @@ impl TestIndex {
             .expect("count")
             .json()
             .expect("count json");
-        v["count"].as_u64().unwrap_or_else(|| panic!("no count in {v}"))
+        v["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no count in {v}"))
     }
 
     /// A `_search` request body's answer.
@@ -172,9 +176,12 @@ pub struct Run {
 impl Run {
     /// A summary counter.
     pub fn n(&self, key: &str) -> u64 {
-        self.summary[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no `{key}` in summary {}\nstderr:\n{}", self.summary, self.stderr))
+        self.summary[key].as_u64().unwrap_or_else(|| {
+            panic!(
+                "no `{key}` in summary {}\nstderr:\n{}",
+                self.summary, self.stderr
+            )
+        })
     }
 }
 
@@ -187,10 +194,15 @@ pub fn evtship(args: &[&str], dir: &Path) -> Run {
 pub fn evtship_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Run {
     let summary_path = dir.join(format!("summary-{}.json", fastrand_suffix()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_evtship"));
-    cmd.current_dir(root()).args(args).env_remove("ES_URL").env("RUST_LOG", "info");
+    cmd.current_dir(root())
+        .args(args)
+        .env_remove("ES_URL")
+        .env("RUST_LOG", "info");
     let is_run = args.first() == Some(&"run");
     if is_run {
-        cmd.arg("--summary-json").arg(&summary_path).arg("--no-progress");
+        cmd.arg("--summary-json")
+            .arg(&summary_path)
+            .arg("--no-progress");
     }
     for (k, v) in env {
         cmd.env(k, v);
@@ -215,7 +227,11 @@ pub fn evtship_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Run {
 fn fastrand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The non-blank lines of a file, parsed as JSON objects, counted independently of evtship.
@@ -224,6 +240,8 @@ pub fn records(path: &Path) -> Vec<serde_json::Map<String, Value>> {
         .expect("fixture")
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l.trim_start_matches('\u{feff}')).expect("fixture line is JSON"))
+        .map(|l| {
+            serde_json::from_str(l.trim_start_matches('\u{feff}')).expect("fixture line is JSON")
+        })
         .collect()
 }

@@ -38,13 +38,29 @@ pub struct RawChunk {
 }
 
 impl RawChunk {
-    fn new(input: InputId, origin: &Arc<str>) -> Self {
+    /// An empty chunk for records of `origin`.
+    pub fn new(input: InputId, origin: &Arc<str>) -> Self {
         Self {
             input,
             origin: origin.clone(),
             buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
             lines: Vec::with_capacity(256),
         }
+    }
+
+    /// Appends one record given as a whole (not read from lines), numbered `number`.
+    pub fn push_record(&mut self, number: u64, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        write(&mut self.buf);
+        self.lines.push(RawLine {
+            number,
+            range: start..self.buf.len(),
+        });
+    }
+
+    /// Whether the chunk is big enough to hand over.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= CHUNK_BYTES || self.lines.len() >= CHUNK_LINES
     }
 
     /// The bytes of line `i` of this chunk.
@@ -135,7 +151,7 @@ pub fn read_lines<R: BufRead>(
             number,
             range: begin..end,
         });
-        if chunk.buf.len() >= CHUNK_BYTES || chunk.lines.len() >= CHUNK_LINES {
+        if chunk.is_full() {
             let full = std::mem::replace(&mut chunk, RawChunk::new(input, origin));
             if emit(full) == Flow::Stop {
                 return Ok((totals, Flow::Stop));

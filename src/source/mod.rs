@@ -4,6 +4,7 @@
 //! tar archive), zip, tar, or plain NDJSON. Archives are streamed; nothing is unpacked to disk.
 
 mod archive;
+mod evtx;
 mod gzip;
 
 use crate::decode::{read_lines, Flow, RawChunk};
@@ -62,7 +63,7 @@ pub enum ResolveError {
 
 /// File names taken from directories and globs (explicitly named files are always read).
 const EXTENSIONS: &[&str] = &[
-    ".json", ".ndjson", ".jsonl", ".log", ".gz", ".tgz", ".zip", ".tar",
+    ".json", ".ndjson", ".jsonl", ".log", ".gz", ".tgz", ".zip", ".tar", ".evtx",
 ];
 
 fn wanted(path: &Path) -> bool {
@@ -240,11 +241,9 @@ pub fn read_input(
         }
         Format::Tar => archive::read_tar(&mut reader, &label, &ctx, emit),
         Format::Evtx => {
-            report_error(
-                counters,
-                &format!("{label}: .evtx files are not supported yet; skipped"),
-            );
-            Flow::Continue
+            drop(reader);
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            evtx::read_evtx(&input.path, &label, &ctx, threads, emit)
         }
         Format::Lines => ctx.lines(&mut reader, &label, emit),
     }

@@ -11,8 +11,9 @@ pub const PRIORITY: u64 = 200;
 ///
 /// Strings are `text` with a `.keyword` sub-field (`ignore_above` as configured), `@timestamp` is
 /// a date, `@version` a keyword, date detection is off (so that a date-looking string never fixes
-/// a field's type), and `Keywords`, a number in NXLog exports and a hex string in PowerShell ones,
-/// is mapped as a string so both dialects fit in one index.
+/// a field's type). `Keywords` (a number in NXLog exports, a hex string in PowerShell ones and
+/// `.evtx`) and `Opcode` (a name in NXLog exports, a number in `.evtx`) are mapped as strings, so
+/// that every dialect fits in one index whichever comes first.
 pub fn body(index: &IndexName, t: &TemplateSection) -> Value {
     let string = json!({
         "type": "text",
@@ -39,7 +40,8 @@ pub fn body(index: &IndexName, t: &TemplateSection) -> Value {
                 "properties": {
                     "@timestamp": { "type": "date" },
                     "@version": { "type": "keyword" },
-                    "Keywords": string
+                    "Keywords": string.clone(),
+                    "Opcode": string
                 }
             }
         },

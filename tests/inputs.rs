@@ -1,0 +1,162 @@
+//! Inputs beyond JSON lines: `.evtx` files, standard input, URLs; against the real engine.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// What the `evtx` crate itself yields for a file: the records and the number of errors.
+fn crate_records(path: &std::path::Path) -> (Vec<Value>, usize) {
+    let mut parser = evtx::EvtxParser::from_path(path).unwrap();
+    let mut records = Vec::new();
+    let mut errors = 0;
+    for r in parser.records_json_value() {
+        match r {
+            Ok(r) => records.push(r.data),
+            Err(_) => errors += 1,
+        }
+    }
+    (records, errors)
+}
+
+fn terms(index: &TestIndex, field: &str) -> BTreeMap<String, u64> {
+    let v =
+        index.search(json!({"size": 0, "aggs": {"t": {"terms": {"field": field, "size": 10000}}}}));
+    v["aggregations"]["t"]["buckets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no buckets in {v}"))
+        .iter()
+        .map(|b| {
+            let key = match &b["key"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (key, b["doc_count"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn evtx_files_index_every_record_the_crate_yields_with_searchable_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("evtx");
+    let path = data("evtx/sysmon.evtx");
+    let (records, _) = crate_records(&path);
+    assert_eq!(records.len(), 358);
+
+    let run = evtship(
+        &[
+            "run",
+            "--input",
+            path.to_str().unwrap(),
+            "--index",
+            &index.name,
+        ],
+        dir.path(),
+    );
+    // sysmon.evtx has damaged chunks: what can be read is indexed, the rest reported.
+    assert_eq!(run.code, 3, "stderr:\n{}", run.stderr);
+    assert_eq!(run.n("events_read"), records.len() as u64);
+    assert_eq!(run.n("events_indexed"), records.len() as u64);
+    assert!(run.n("input_errors") > 0);
+    assert!(run.stderr.contains("sysmon.evtx: chunk"), "{}", run.stderr);
+    assert_eq!(index.count(), records.len() as u64);
+
+    let mut images: BTreeMap<String, u64> = BTreeMap::new();
+    let mut targets: BTreeMap<String, u64> = BTreeMap::new();
+    let mut event_ids: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &records {
+        let data = &r["Event"]["EventData"];
+        if let Some(i) = data["Image"].as_str() {
+            *images.entry(i.to_owned()).or_default() += 1;
+        }
+        if let Some(t) = data["TargetObject"].as_str() {
+            *targets.entry(t.to_owned()).or_default() += 1;
+        }
+        *event_ids
+            .entry(r["Event"]["System"]["EventID"].to_string())
+            .or_default() += 1;
+    }
+    assert!(!targets.is_empty());
+    assert_eq!(terms(&index, "Image.keyword"), images);
+    assert_eq!(terms(&index, "TargetObject.keyword"), targets);
+    assert_eq!(terms(&index, "EventID"), event_ids);
+    let hits = index.search(json!({"query": {"term": {"RecordNumber": 1742}}}));
+    let doc = &hits["hits"]["hits"][0]["_source"];
+    assert_eq!(doc["Hostname"], "DESKTOP-2KGM189");
+    assert_eq!(doc["Channel"], "Microsoft-Windows-Sysmon/Operational");
+    assert_eq!(doc["Image"], "C:\\Windows\\SysWOW64\\PING.EXE");
+    assert_eq!(doc["@timestamp"], "2017-12-26T13:10:29.136Z");
+
+    // A second run adds nothing: ids come from Hostname + Channel + RecordNumber.
+    let again = evtship(
+        &[
+            "run",
+            "--input",
+            path.to_str().unwrap(),
+            "--index",
+            &index.name,
+        ],
+        dir.path(),
+    );
+    assert_eq!(again.n("duplicates"), records.len() as u64);
+    assert_eq!(index.count(), records.len() as u64);
+}
+
+#[test]
+fn all_evtx_samples_go_into_one_index_and_damage_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("evtxall");
+    let folder = data("evtx");
+    let mut expected = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "evtx") {
+            expected += crate_records(&p).0.len() as u64;
+        }
+    }
+    let run = evtship(
+        &[
+            "run",
+            "--input",
+            folder.to_str().unwrap(),
+            "--index",
+            &index.name,
+        ],
+        dir.path(),
+    );
+    assert_eq!(run.code, 3, "stderr:\n{}", run.stderr);
+    assert_eq!(run.n("events_read"), expected);
+    assert_eq!(run.n("events_indexed"), expected);
+    assert_eq!(run.n("dead_lettered"), 0);
+    assert!(
+        run.stderr.contains("sample_with_a_bad_chunk_magic.evtx"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(index.count(), expected);
+}
+
+#[test]
+fn evtx_is_recognised_by_its_magic_not_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("evtxmagic");
+    let renamed = dir.path().join("exported.log");
+    std::fs::copy(data("evtx/new-user-security.evtx"), &renamed).unwrap();
+    let run = evtship(
+        &[
+            "run",
+            "--input",
+            renamed.to_str().unwrap(),
+            "--index",
+            &index.name,
+        ],
+        dir.path(),
+    );
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(run.n("events_indexed"), 4);
+    let hits = index.search(json!({"query": {"term": {"EventID": 4720}}}));
+    assert_eq!(hits["hits"]["total"]["value"], 1);
+    assert_eq!(hits["hits"]["hits"][0]["_source"]["Channel"], "Security");
+}

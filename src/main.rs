@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct SourceArgs {
-    /// A file, directory, glob, archive; repeatable; replaces the pipeline's inputs.
+    /// A file, directory, glob, archive, http(s):// URL, or `-` for standard input; repeatable;
+    /// replaces the pipeline's inputs.
     #[arg(long = "input", value_name = "PATH_OR_GLOB")]
     inputs: Vec<String>,
     /// Engine URL (user and password may be in it).
@@ -42,6 +43,9 @@ struct SourceArgs {
     /// Dead letter file (JSON lines), appended to.
     #[arg(long, value_name = "PATH")]
     dead_letter: Option<PathBuf>,
+    /// Where http(s):// inputs are downloaded (default ~/.cache/evtship/downloads).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
     /// API key as ID:KEY or its base64 form.
     #[arg(long, env = "ES_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -87,6 +91,7 @@ fn overrides(s: SourceArgs) -> Overrides {
         index: s.index,
         output: s.output,
         dead_letter: s.dead_letter,
+        cache_dir: s.cache_dir,
         user: std::env::var("ES_USER").ok().filter(|v| !v.is_empty()),
         password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
         api_key: s.api_key,

@@ -129,6 +129,10 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
     let (raw_tx, raw_rx) = flume::bounded::<RawChunk>(workers * 2);
     let (enc_tx, enc_rx) = flume::bounded::<EncodedChunk>(p.bulk.concurrency.get() * 2);
 
+    let read_opts = source::ReadOptions {
+        cache_dir: p.cache_dir.clone(),
+        threads: workers,
+    };
     let reader = {
         let acct = acct.clone();
         std::thread::Builder::new()
@@ -139,7 +143,7 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
                         Ok(()) => Flow::Continue,
                         Err(_) => Flow::Stop,
                     };
-                    if source::read_input(input, &acct.stats, &mut emit) == Flow::Stop {
+                    if source::read_input(input, &acct.stats, &read_opts, &mut emit) == Flow::Stop {
                         break;
                     }
                 }

@@ -160,3 +160,97 @@ fn evtx_is_recognised_by_its_magic_not_its_name() {
     assert_eq!(hits["hits"]["total"]["value"], 1);
     assert_eq!(hits["hits"]["hits"][0]["_source"]["Channel"], "Security");
 }
+
+#[test]
+fn a_url_input_is_downloaded_once_then_read_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let index = TestIndex::new("url");
+    let body = std::fs::read(data("archives/covenant_copy_smb_CreateRequest.zip")).unwrap();
+    let server = FileServer::start(body);
+    let url = format!(
+        "{}/datasets/covenant_copy_smb_CreateRequest.zip",
+        server.url
+    );
+    let args = [
+        "run",
+        "--input",
+        &url,
+        "--index",
+        &index.name,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+
+    let first = evtship(&args, dir.path());
+    assert_eq!(first.code, 0, "stderr:\n{}", first.stderr);
+    assert_eq!(first.n("events_indexed"), 506);
+    assert_eq!(server.gets(), 1);
+    assert_eq!(first.summary["inputs"][0]["input"], url.as_str());
+    assert_eq!(index.count(), 506);
+
+    let second = evtship(&args, dir.path());
+    assert_eq!(second.code, 0, "stderr:\n{}", second.stderr);
+    assert_eq!(second.n("duplicates"), 506);
+    assert_eq!(server.gets(), 1, "the second run must use the cache");
+    assert!(
+        second.stderr.contains("using the cached download"),
+        "{}",
+        second.stderr
+    );
+}
+
+#[test]
+fn standard_input_is_read_as_ndjson_gzip_or_zip() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, file) in [
+        (
+            "stdinplain",
+            "otrf/covenant_copy_smb_CreateRequest_2020-09-22145302.json",
+        ),
+        (
+            "stdingz",
+            "archives/covenant_copy_smb_CreateRequest.json.gz",
+        ),
+        ("stdinzip", "archives/covenant_copy_smb_CreateRequest.zip"),
+    ] {
+        let index = TestIndex::new(name);
+        let summary = dir.path().join(format!("{name}.json"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evtship"))
+            .current_dir(root())
+            .env("ES_URL", es_url())
+            .args([
+                "run",
+                "--input",
+                "-",
+                "--no-progress",
+                "--index",
+                &index.name,
+            ])
+            .arg("--summary-json")
+            .arg(&summary)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&std::fs::read(data(file)).unwrap())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        assert_eq!(s["events_indexed"], 506, "{name}");
+        assert_eq!(s["inputs"][0]["input"], "-");
+        assert_eq!(index.count(), 506, "{name}");
+    }
+}

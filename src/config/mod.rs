@@ -141,6 +141,8 @@ pub struct PipelineFile {
     pub inputs: Vec<String>,
     /// `es`, `ndjson:PATH` or `bulk:PATH`.
     pub output: Option<OutputTarget>,
+    /// Where `http(s)://` inputs are downloaded.
+    pub cache_dir: Option<PathBuf>,
     /// Connection and index.
     #[serde(default)]
     pub elasticsearch: ElasticsearchSection,
@@ -187,6 +189,8 @@ pub struct Overrides {
     pub output: Option<String>,
     /// `--dead-letter`.
     pub dead_letter: Option<PathBuf>,
+    /// `--cache-dir`.
+    pub cache_dir: Option<PathBuf>,
     /// `ES_USER`.
     pub user: Option<String>,
     /// `ES_PASSWORD`.
@@ -223,6 +227,8 @@ pub struct Pipeline {
     pub bulk: BulkSection,
     /// Dead letter file.
     pub dead_letter: PathBuf,
+    /// Download cache of URL inputs.
+    pub cache_dir: PathBuf,
 }
 
 impl Pipeline {
@@ -291,7 +297,12 @@ impl Pipeline {
             .dead_letter
             .or(file.dead_letter.path)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER));
+        let cache_dir = ov
+            .cache_dir
+            .or(file.cache_dir)
+            .unwrap_or_else(crate::source::url::default_cache_dir);
         Ok(Self {
+            cache_dir,
             name: file.name.unwrap_or_else(|| "evtship".into()),
             inputs,
             output,

@@ -1,11 +1,15 @@
-//! Inputs: resolving paths, directories and globs to files, and reading each file's records.
+//! Inputs: resolving paths, directories, globs, URLs and `-` (standard input) to inputs, and
+//! reading each input's records.
 //!
-//! The format of a file is found from its first bytes, not its name: gzip (which may hold a
-//! tar archive), zip, tar, or plain NDJSON. Archives are streamed; nothing is unpacked to disk.
+//! The format of an input is found from its first bytes, not its name: gzip (which may hold a
+//! tar archive), zip, tar, `.evtx`, or plain NDJSON. Archives are streamed; nothing is unpacked
+//! to disk. A zip or `.evtx` on standard input, which needs random access, is first spooled to a
+//! temporary file.
 
 mod archive;
 mod evtx;
 mod gzip;
+pub mod url;
 
 use crate::decode::{read_lines, Flow, RawChunk};
 use crate::metrics::{InputCounters, InputId, Stats};
@@ -21,20 +25,44 @@ pub use gzip::GzipStream;
 /// Size of read buffers.
 pub const READ_BUFFER: usize = 256 * 1024;
 
-/// A file to read, resolved from the pipeline's inputs.
+/// Where an input's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A local file.
+    Path(PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+    /// An `http://` or `https://` URL, downloaded into the cache first.
+    Url(String),
+}
+
+/// An input to read, resolved from the pipeline's inputs.
 #[derive(Debug, Clone)]
 pub struct InputFile {
     /// Position in the run's list of inputs.
     pub id: InputId,
-    /// The file.
-    pub path: PathBuf,
+    /// Where it is.
+    pub location: Location,
 }
 
 impl InputFile {
-    /// The name used in messages and the summary.
+    /// The name used in messages and the summary (credentials in URLs hidden).
     pub fn label(&self) -> String {
-        self.path.display().to_string()
+        match &self.location {
+            Location::Path(p) => p.display().to_string(),
+            Location::Stdin => "-".to_owned(),
+            Location::Url(u) => crate::redact::url(u),
+        }
     }
+}
+
+/// Settings of the reading stage.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Where URL inputs are downloaded.
+    pub cache_dir: PathBuf,
+    /// Threads for `.evtx` chunk parsing.
+    pub threads: usize,
 }
 
 /// Why the inputs could not be resolved.
@@ -80,9 +108,14 @@ fn wanted(path: &Path) -> bool {
 /// is returned in the second list, for a warning.
 pub fn resolve(patterns: &[String]) -> Result<(Vec<InputFile>, Vec<String>), ResolveError> {
     let mut paths: Vec<PathBuf> = Vec::new();
+    let mut others: Vec<(usize, Location)> = Vec::new();
     let mut unmatched = Vec::new();
     for pattern in patterns {
-        if pattern.contains(['*', '?', '[']) {
+        if pattern == "-" {
+            others.push((paths.len(), Location::Stdin));
+        } else if pattern.starts_with("http://") || pattern.starts_with("https://") {
+            others.push((paths.len(), Location::Url(pattern.clone())));
+        } else if pattern.contains(['*', '?', '[']) {
             let entries = glob::glob(pattern).map_err(|e| ResolveError::BadGlob {
                 pattern: pattern.clone(),
                 message: e.to_string(),
@@ -111,12 +144,27 @@ pub fn resolve(patterns: &[String]) -> Result<(Vec<InputFile>, Vec<String>), Res
             }
         }
     }
+    // Keep the order given, with stdin and URLs where they were named.
+    let mut locations: Vec<Location> = Vec::new();
+    let mut others = others.into_iter().peekable();
+    for (i, p) in paths.into_iter().enumerate() {
+        while let Some((_, loc)) = others.next_if(|(at, _)| *at <= i) {
+            locations.push(loc);
+        }
+        locations.push(Location::Path(p));
+    }
+    locations.extend(others.map(|(_, loc)| loc));
     let mut seen = std::collections::HashSet::new();
-    paths.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
-    let files = paths
+    locations.retain(|loc| match loc {
+        Location::Path(p) => seen.insert(Location::Path(
+            p.canonicalize().unwrap_or_else(|_| p.clone()),
+        )),
+        other => seen.insert(other.clone()),
+    });
+    let files = locations
         .into_iter()
         .enumerate()
-        .map(|(id, path)| InputFile { id, path })
+        .map(|(id, location)| InputFile { id, location })
         .collect();
     Ok((files, unmatched))
 }
@@ -175,19 +223,69 @@ pub fn sniff(head: &[u8]) -> Format {
 
 /// Reads one input to its end, handing records to `emit`.
 ///
-/// Problems are reported (a warning naming the file and position) and counted in `stats`;
+/// Problems are reported (an error naming the input and position) and counted in `stats`;
 /// whatever could be read is handed over. Returns [`Flow::Stop`] when `emit` asked to stop.
 pub fn read_input(
     input: &InputFile,
     stats: &Stats,
+    opts: &ReadOptions,
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) -> Flow {
     let counters = stats.input(input.id);
     let label: Arc<str> = Arc::from(input.label());
-    let file = match File::open(&input.path) {
+    let ctx = StreamContext {
+        input: input.id,
+        stats,
+        counters,
+    };
+    match &input.location {
+        Location::Path(path) => read_path(path, &label, &ctx, opts, emit),
+        Location::Url(url) => match url::fetch(url, &opts.cache_dir) {
+            Ok((path, _)) => read_path(&path, &label, &ctx, opts, emit),
+            Err(e) => {
+                ctx.error(&format!("cannot download {e}"));
+                Flow::Continue
+            }
+        },
+        Location::Stdin => {
+            let mut reader = BufReader::with_capacity(READ_BUFFER, io::stdin().lock());
+            let format = match reader.fill_buf() {
+                Ok(head) => sniff(head),
+                Err(e) => {
+                    ctx.error(&format!("{label}: cannot read standard input: {e}"));
+                    return Flow::Continue;
+                }
+            };
+            if matches!(format, Format::Zip | Format::Evtx) {
+                // Both need random access: spool to a temporary file first.
+                let spooled = tempfile::NamedTempFile::new().and_then(|mut tmp| {
+                    io::copy(&mut reader, tmp.as_file_mut())?;
+                    Ok(tmp)
+                });
+                return match spooled {
+                    Ok(tmp) => read_path(tmp.path(), &label, &ctx, opts, emit),
+                    Err(e) => {
+                        ctx.error(&format!("{label}: cannot spool standard input: {e}"));
+                        Flow::Continue
+                    }
+                };
+            }
+            read_stream(reader, format, &label, &ctx, emit)
+        }
+    }
+}
+
+fn read_path(
+    path: &Path,
+    label: &Arc<str>,
+    ctx: &StreamContext<'_>,
+    opts: &ReadOptions,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            report_error(counters, &format!("{label}: cannot open: {e}"));
+            ctx.error(&format!("{label}: cannot open: {e}"));
             return Flow::Continue;
         }
     };
@@ -195,36 +293,45 @@ pub fn read_input(
     let format = match reader.fill_buf() {
         Ok(head) => sniff(head),
         Err(e) => {
-            report_error(counters, &format!("{label}: cannot read: {e}"));
+            ctx.error(&format!("{label}: cannot read: {e}"));
             return Flow::Continue;
         }
-    };
-    let ctx = StreamContext {
-        input: input.id,
-        stats,
-        counters,
     };
     match format {
         Format::Zip => {
             drop(reader);
-            archive::read_zip(&input.path, &label, &ctx, emit)
+            archive::read_zip(path, label, ctx, emit)
         }
+        Format::Evtx => {
+            drop(reader);
+            evtx::read_evtx(path, label, ctx, opts.threads, emit)
+        }
+        other => read_stream(reader, other, label, ctx, emit),
+    }
+}
+
+/// Reads a stream that needs no random access: gzip (maybe of a tar), tar, or lines.
+fn read_stream<R: BufRead>(
+    mut reader: R,
+    format: Format,
+    label: &Arc<str>,
+    ctx: &StreamContext<'_>,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    match format {
         Format::Gzip => {
             let mut gz = GzipStream::new(reader);
             let mut head = Vec::with_capacity(512);
             if let Err(e) = (&mut gz).take(512).read_to_end(&mut head) {
-                report_error(
-                    counters,
-                    &format!("{label}: not a readable gzip stream: {e}"),
-                );
+                ctx.error(&format!("{label}: not a readable gzip stream: {e}"));
                 return Flow::Continue;
             }
             let is_tar = sniff(&head) == Format::Tar;
             let mut inner = BufReader::with_capacity(READ_BUFFER, io::Cursor::new(head).chain(gz));
             let flow = if is_tar {
-                archive::read_tar(&mut inner, &label, &ctx, emit)
+                archive::read_tar(&mut inner, label, ctx, emit)
             } else {
-                ctx.lines(&mut inner, &label, emit)
+                ctx.lines(&mut inner, label, emit)
             };
             if flow == Flow::Continue {
                 // Read to the very end so that the gzip trailer is checked and stray bytes seen.
@@ -239,13 +346,12 @@ pub fn read_input(
             }
             flow
         }
-        Format::Tar => archive::read_tar(&mut reader, &label, &ctx, emit),
-        Format::Evtx => {
-            drop(reader);
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            evtx::read_evtx(&input.path, &label, &ctx, threads, emit)
+        Format::Tar => archive::read_tar(&mut reader, label, ctx, emit),
+        Format::Zip | Format::Evtx => {
+            ctx.error(&format!("{label}: this format needs a seekable file"));
+            Flow::Continue
         }
-        Format::Lines => ctx.lines(&mut reader, &label, emit),
+        Format::Lines => ctx.lines(&mut reader, label, emit),
     }
 }
 

@@ -245,3 +245,54 @@ pub fn records(path: &Path) -> Vec<serde_json::Map<String, Value>> {
         })
         .collect()
 }
+
+/// A minimal HTTP/1.1 file server on loopback for URL-input tests: serves one body at any path,
+/// with `Content-Length` and an `ETag`, answers `HEAD` and `GET`, and counts the `GET`s.
+pub struct FileServer {
+    /// Base URL, e.g. `http://127.0.0.1:PORT`.
+    pub url: String,
+    gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FileServer {
+    /// Starts serving `body` in a background thread (for the rest of the test process).
+    pub fn start(body: Vec<u8>) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = gets.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v1\"\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                if request.starts_with("GET") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(&body);
+                }
+            }
+        });
+        Self { url, gets }
+    }
+
+    /// `GET` requests served so far.
+    pub fn gets(&self) -> usize {
+        self.gets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

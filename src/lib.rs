@@ -5,6 +5,7 @@
 //! fields, timestamp, id, `_bulk` encoding) → [`sink`] (bulk requests, retries, dead letter
 //! queue), wired by [`pipeline`] and counted by [`metrics`]. Settings come from [`config`].
 
+pub mod checkpoint;
 pub mod config;
 pub mod decode;
 pub mod metrics;

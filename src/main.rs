@@ -43,6 +43,9 @@ struct SourceArgs {
     /// Dead letter file (JSON lines), appended to.
     #[arg(long, value_name = "PATH")]
     dead_letter: Option<PathBuf>,
+    /// Where input positions are kept (default ~/.local/share/evtship/checkpoints).
+    #[arg(long, env = "EVTSHIP_CHECKPOINT_DIR", value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
     /// Where http(s):// inputs are downloaded (default ~/.cache/evtship/downloads).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -68,6 +71,9 @@ enum Command {
         /// Print nothing but the summary.
         #[arg(long)]
         no_progress: bool,
+        /// Read every input from its start, ignoring stored positions.
+        #[arg(long)]
+        from_start: bool,
     },
     /// Validate a pipeline file without sending anything; exit 0 when valid.
     Check {
@@ -76,11 +82,35 @@ enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Show or reset the stored positions of inputs.
+    Checkpoints {
+        #[command(subcommand)]
+        action: CheckpointAction,
+        /// Checkpoint directory (default ~/.local/share/evtship/checkpoints).
+        #[arg(
+            long,
+            global = true,
+            env = "EVTSHIP_CHECKPOINT_DIR",
+            value_name = "DIR"
+        )]
+        checkpoint_dir: Option<PathBuf>,
+    },
     /// Print the index template that `run` installs.
     Template {
         /// Index the template is for.
         #[arg(long, default_value = evtship::config::DEFAULT_INDEX)]
         index: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointAction {
+    /// Where state lives and what it holds.
+    List,
+    /// Forget stored positions, so that inputs are read from their start again.
+    Reset {
+        /// Only this input (its path); all inputs when omitted.
+        input: Option<String>,
     },
 }
 
@@ -92,6 +122,7 @@ fn overrides(s: SourceArgs) -> Overrides {
         output: s.output,
         dead_letter: s.dead_letter,
         cache_dir: s.cache_dir,
+        checkpoint_dir: s.checkpoint_dir,
         user: std::env::var("ES_USER").ok().filter(|v| !v.is_empty()),
         password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
         api_key: s.api_key,
@@ -137,6 +168,19 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Checkpoints {
+            action,
+            checkpoint_dir,
+        } => {
+            let dir = checkpoint_dir.unwrap_or_else(evtship::checkpoint::default_dir);
+            match checkpoints(&dir, action) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Check { pipeline, source } => match load(Some(&pipeline), source) {
             Ok(p) => check(&pipeline, &p),
             Err(e) => {
@@ -149,6 +193,7 @@ fn main() -> ExitCode {
             source,
             summary_json,
             no_progress,
+            from_start,
         } => {
             let p = match load(pipeline.as_deref(), source) {
                 Ok(p) => p,
@@ -157,7 +202,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match run(&p, summary_json.as_deref(), !no_progress) {
+            let opts = RunOptions {
+                progress: !no_progress,
+                from_start,
+            };
+            match run(&p, summary_json.as_deref(), opts) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -166,6 +215,60 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn checkpoints(
+    dir: &Path,
+    action: CheckpointAction,
+) -> Result<(), evtship::checkpoint::CheckpointError> {
+    match action {
+        CheckpointAction::List => {
+            println!("checkpoint directory: {}", dir.display());
+            let files = evtship::checkpoint::list(dir)?;
+            if files.is_empty() {
+                println!("(no checkpoints)");
+            }
+            for (path, file) in files {
+                println!(
+                    "\n{} (pipeline {}, index {})",
+                    path.display(),
+                    file.pipeline,
+                    file.index
+                );
+                println!(
+                    "  {:<60} {:>10} {:>10} {:>12} {:>9}  updated",
+                    "input", "records", "line", "byte", "finished"
+                );
+                for e in file.entries.values() {
+                    println!(
+                        "  {:<60} {:>10} {:>10} {:>12} {:>9}  {}",
+                        e.input,
+                        e.records,
+                        if e.seekable {
+                            e.position.line.to_string()
+                        } else {
+                            "-".into()
+                        },
+                        if e.seekable {
+                            e.position.offset.to_string()
+                        } else {
+                            "-".into()
+                        },
+                        if e.finished { "yes" } else { "no" },
+                        e.updated
+                    );
+                }
+            }
+        }
+        CheckpointAction::Reset { input } => {
+            let n = evtship::checkpoint::reset(dir, input.as_deref())?;
+            match input {
+                Some(i) => println!("removed {n} stored position(s) of {i} in {}", dir.display()),
+                None => println!("removed all {n} stored position(s) in {}", dir.display()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reports what a valid pipeline would read; inputs not there yet are warnings, not errors.
@@ -202,13 +305,13 @@ fn check(path: &Path, p: &Pipeline) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(p: &Pipeline, summary_json: Option<&Path>, progress: bool) -> anyhow::Result<u8> {
+fn run(p: &Pipeline, summary_json: Option<&Path>, opts: RunOptions) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = match runtime.block_on(pipeline::run(p, RunOptions { progress })) {
+    let report = match runtime.block_on(pipeline::run(p, opts)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -5,6 +5,7 @@
 //! ```
 //! Every channel is bounded, so a slow engine slows the readers and memory stays flat.
 
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::config::{ConfigError, OutputTarget, Pipeline};
 use crate::decode::{Flow, RawChunk};
 use crate::metrics::{Stats, Summary};
@@ -19,6 +20,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+
+/// How often checkpoints are written while a run goes on.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a run could not start or had to stop.
 #[derive(Debug, Error)]
@@ -38,6 +42,9 @@ pub enum RunError {
     /// The output file could not be written.
     #[error(transparent)]
     Output(#[from] FileSinkError),
+    /// Checkpoints could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 impl RunError {
@@ -78,6 +85,8 @@ impl Report {
 pub struct RunOptions {
     /// Show a progress line on a terminal.
     pub progress: bool,
+    /// Ignore stored positions and read every input from its start.
+    pub from_start: bool,
 }
 
 enum Sink {
@@ -121,9 +130,19 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
         OutputTarget::Bulk(path) => Sink::File(path.clone(), FileFormat::Bulk),
     };
 
+    // Positions are kept for deliveries to the engine; a file output is written anew each run.
+    let checkpoints = match p.output {
+        OutputTarget::Elasticsearch => Some(Checkpoints::open(
+            &p.checkpoint_dir,
+            &p.name,
+            p.index.as_str(),
+        )?),
+        _ => None,
+    };
     let acct = Arc::new(Accounting {
         stats: Stats::new(inputs.iter().map(|i| i.label()).collect()),
         dlq: DeadLetter::new(&p.dead_letter),
+        checkpoints,
     });
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (raw_tx, raw_rx) = flume::bounded::<RawChunk>(workers * 2);
@@ -132,6 +151,7 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
     let read_opts = source::ReadOptions {
         cache_dir: p.cache_dir.clone(),
         threads: workers,
+        from_start: opts.from_start,
     };
     let reader = {
         let acct = acct.clone();
@@ -143,7 +163,14 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
                         Ok(()) => Flow::Continue,
                         Err(_) => Flow::Stop,
                     };
-                    if source::read_input(input, &acct.stats, &read_opts, &mut emit) == Flow::Stop {
+                    if source::read_input(
+                        input,
+                        &acct.stats,
+                        &read_opts,
+                        acct.checkpoints.as_ref(),
+                        &mut emit,
+                    ) == Flow::Stop
+                    {
                         break;
                     }
                 }
@@ -188,6 +215,24 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
         })
     });
 
+    let saver = acct.checkpoints.is_some().then(|| {
+        let acct = acct.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+            loop {
+                tick.tick().await;
+                let acct = acct.clone();
+                let saved = tokio::task::spawn_blocking(move || {
+                    acct.checkpoints.as_ref().map_or(Ok(()), Checkpoints::save)
+                })
+                .await;
+                if let Ok(Err(e)) = saved {
+                    tracing::error!("{e}");
+                }
+            }
+        })
+    });
+
     let result: Result<(), RunError> = match sink {
         Sink::Engine(bulk) => bulk.run(enc_rx, acct.clone()).await.map_err(Into::into),
         Sink::File(path, format) => {
@@ -200,6 +245,9 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
             .map_err(Into::into)
         }
     };
+    if let Some(task) = saver {
+        task.abort();
+    }
     if let Some(task) = progress {
         task.abort();
         eprint!("\r\x1b[2K");
@@ -214,6 +262,15 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
             "cannot flush the dead letter file {}: {e}",
             acct.dlq.path().display()
         );
+    }
+    let mut result = result;
+    if let Some(cp) = &acct.checkpoints {
+        if let Err(e) = cp.save() {
+            tracing::error!("{e}");
+            if result.is_ok() {
+                result = Err(e.into());
+            }
+        }
     }
     if result.is_err() {
         mark_undelivered_as_failed(&acct.stats);

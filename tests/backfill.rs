@@ -52,14 +52,36 @@ fn count_equals_records_read_and_a_second_run_adds_nothing() {
     assert!(first.summary["elapsed_seconds"].as_f64().is_some());
     assert_eq!(index.count(), expected);
 
+    // Read again from the start: the engine already has every record.
     let second = evtship(
-        &["run", "pipelines/sample.toml", "--index", &index.name],
+        &[
+            "run",
+            "pipelines/sample.toml",
+            "--index",
+            &index.name,
+            "--from-start",
+        ],
         dir.path(),
     );
     assert_eq!(second.code, 0, "stderr:\n{}", second.stderr);
     assert_eq!(second.n("events_read"), expected);
     assert_eq!(second.n("events_indexed"), 0);
     assert_eq!(second.n("duplicates"), expected);
+    assert_eq!(index.count(), expected);
+
+    // Without --from-start, finished inputs are skipped, and the run says so.
+    let third = evtship(
+        &["run", "pipelines/sample.toml", "--index", &index.name],
+        dir.path(),
+    );
+    assert_eq!(third.code, 0, "stderr:\n{}", third.stderr);
+    assert_eq!(third.n("events_read"), 0);
+    assert_eq!(
+        third.stderr.matches("already shipped to its end").count(),
+        3,
+        "{}",
+        third.stderr
+    );
     assert_eq!(index.count(), expected);
 }
 

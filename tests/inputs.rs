@@ -97,6 +97,7 @@ fn evtx_files_index_every_record_the_crate_yields_with_searchable_fields() {
             path.to_str().unwrap(),
             "--index",
             &index.name,
+            "--from-start",
         ],
         dir.path(),
     );
@@ -189,7 +190,9 @@ fn a_url_input_is_downloaded_once_then_read_from_the_cache() {
     assert_eq!(first.summary["inputs"][0]["input"], url.as_str());
     assert_eq!(index.count(), 506);
 
-    let second = evtship(&args, dir.path());
+    let mut again = args.to_vec();
+    again.push("--from-start");
+    let second = evtship(&again, dir.path());
     assert_eq!(second.code, 0, "stderr:\n{}", second.stderr);
     assert_eq!(second.n("duplicates"), 506);
     assert_eq!(server.gets(), 1, "the second run must use the cache");

@@ -143,6 +143,8 @@ pub struct PipelineFile {
     pub output: Option<OutputTarget>,
     /// Where `http(s)://` inputs are downloaded.
     pub cache_dir: Option<PathBuf>,
+    /// Where positions of inputs are kept (see `evtship checkpoints list`).
+    pub checkpoint_dir: Option<PathBuf>,
     /// Connection and index.
     #[serde(default)]
     pub elasticsearch: ElasticsearchSection,
@@ -191,6 +193,8 @@ pub struct Overrides {
     pub dead_letter: Option<PathBuf>,
     /// `--cache-dir`.
     pub cache_dir: Option<PathBuf>,
+    /// `--checkpoint-dir`.
+    pub checkpoint_dir: Option<PathBuf>,
     /// `ES_USER`.
     pub user: Option<String>,
     /// `ES_PASSWORD`.
@@ -229,6 +233,8 @@ pub struct Pipeline {
     pub dead_letter: PathBuf,
     /// Download cache of URL inputs.
     pub cache_dir: PathBuf,
+    /// Checkpoint directory.
+    pub checkpoint_dir: PathBuf,
 }
 
 impl Pipeline {
@@ -301,8 +307,13 @@ impl Pipeline {
             .cache_dir
             .or(file.cache_dir)
             .unwrap_or_else(crate::source::url::default_cache_dir);
+        let checkpoint_dir = ov
+            .checkpoint_dir
+            .or(file.checkpoint_dir)
+            .unwrap_or_else(crate::checkpoint::default_dir);
         Ok(Self {
             cache_dir,
+            checkpoint_dir,
             name: file.name.unwrap_or_else(|| "evtship".into()),
             inputs,
             output,

@@ -24,6 +24,15 @@ pub struct RawLine {
     pub range: Range<usize>,
 }
 
+/// A position in a stream: lines and bytes consumed so far (blank lines included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamPos {
+    /// Lines consumed; the next line is `line + 1`.
+    pub line: u64,
+    /// Bytes consumed.
+    pub offset: u64,
+}
+
 /// Consecutive records of one stream.
 #[derive(Debug)]
 pub struct RawChunk {
@@ -35,6 +44,12 @@ pub struct RawChunk {
     pub buf: Vec<u8>,
     /// The records.
     pub lines: Vec<RawLine>,
+    /// Where the stream stands after this chunk.
+    pub end: StreamPos,
+    /// Position of this chunk among the chunks of its input (0, 1, ...), for checkpoints.
+    pub seq: u64,
+    /// Records of the input up to and including this chunk, for checkpoints.
+    pub records_end: u64,
 }
 
 impl RawChunk {
@@ -45,6 +60,9 @@ impl RawChunk {
             origin: origin.clone(),
             buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
             lines: Vec::with_capacity(256),
+            end: StreamPos::default(),
+            seq: 0,
+            records_end: 0,
         }
     }
 
@@ -100,6 +118,7 @@ pub struct StreamTotals {
 }
 
 /// Splits `reader` into lines and hands them over in chunks; `emit` returns whether to go on.
+/// `start` is where `reader` begins in its stream (line numbers and offsets continue from it).
 ///
 /// On a read error the lines before it have been handed over; the error names the stream and
 /// the line reached.
@@ -107,11 +126,14 @@ pub fn read_lines<R: BufRead>(
     mut reader: R,
     input: InputId,
     origin: &Arc<str>,
+    start: StreamPos,
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) -> Result<(StreamTotals, Flow), StreamError> {
     let mut chunk = RawChunk::new(input, origin);
     let mut totals = StreamTotals::default();
-    let mut number = 0u64;
+    let mut number = start.line;
+    let mut offset = start.offset;
+    let first_line = start.line + 1;
     loop {
         let start = chunk.buf.len();
         let n = match reader.read_until(b'\n', &mut chunk.buf) {
@@ -119,6 +141,10 @@ pub fn read_lines<R: BufRead>(
             Err(source) => {
                 chunk.buf.truncate(start);
                 if !chunk.lines.is_empty() {
+                    chunk.end = StreamPos {
+                        line: number,
+                        offset,
+                    };
                     emit(chunk);
                 }
                 return Err(StreamError {
@@ -132,13 +158,14 @@ pub fn read_lines<R: BufRead>(
             break;
         }
         number += 1;
+        offset += n as u64;
         totals.bytes += n as u64;
         let mut end = chunk.buf.len();
         while end > start && matches!(chunk.buf[end - 1], b'\n' | b'\r') {
             end -= 1;
         }
         let mut begin = start;
-        if number == 1 && chunk.buf[begin..end].starts_with(b"\xEF\xBB\xBF") {
+        if number == 1 && first_line == 1 && chunk.buf[begin..end].starts_with(b"\xEF\xBB\xBF") {
             begin += 3;
         }
         if chunk.buf[begin..end].iter().all(u8::is_ascii_whitespace) {
@@ -152,12 +179,20 @@ pub fn read_lines<R: BufRead>(
             range: begin..end,
         });
         if chunk.is_full() {
+            chunk.end = StreamPos {
+                line: number,
+                offset,
+            };
             let full = std::mem::replace(&mut chunk, RawChunk::new(input, origin));
             if emit(full) == Flow::Stop {
                 return Ok((totals, Flow::Stop));
             }
         }
     }
+    chunk.end = StreamPos {
+        line: number,
+        offset,
+    };
     if !chunk.lines.is_empty() && emit(chunk) == Flow::Stop {
         return Ok((totals, Flow::Stop));
     }
@@ -171,7 +206,7 @@ mod tests {
     fn lines(data: &[u8]) -> Vec<(u64, String)> {
         let origin: Arc<str> = Arc::from("t");
         let mut out = Vec::new();
-        read_lines(data, 0, &origin, &mut |c| {
+        read_lines(data, 0, &origin, StreamPos::default(), &mut |c| {
             for (i, l) in c.lines.iter().enumerate() {
                 out.push((l.number, String::from_utf8_lossy(c.line(i)).into_owned()));
             }
@@ -195,17 +230,49 @@ mod tests {
     }
 
     #[test]
+    fn reading_resumes_from_a_position() {
+        let origin: Arc<str> = Arc::from("t");
+        let mut got = Vec::new();
+        let start = StreamPos {
+            line: 10,
+            offset: 500,
+        };
+        read_lines(&b"a\n\nb\n"[..], 0, &origin, start, &mut |c| {
+            got.push((c.lines[0].number, c.lines[1].number, c.end));
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![(
+                11,
+                13,
+                StreamPos {
+                    line: 13,
+                    offset: 505
+                }
+            )]
+        );
+    }
+
+    #[test]
     fn large_inputs_are_split_into_chunks() {
         let line = format!("{{\"x\":\"{}\"}}\n", "y".repeat(1000));
         let data = line.repeat(3000);
         let origin: Arc<str> = Arc::from("t");
         let mut chunks = 0;
         let mut records = 0;
-        let (totals, _) = read_lines(data.as_bytes(), 0, &origin, &mut |c| {
-            chunks += 1;
-            records += c.lines.len();
-            Flow::Continue
-        })
+        let (totals, _) = read_lines(
+            data.as_bytes(),
+            0,
+            &origin,
+            StreamPos::default(),
+            &mut |c| {
+                chunks += 1;
+                records += c.lines.len();
+                Flow::Continue
+            },
+        )
         .unwrap();
         assert!(chunks > 1);
         assert_eq!(records, 3000);

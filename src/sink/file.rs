@@ -49,6 +49,7 @@ pub fn write_all(
             .input(chunk.raw.input)
             .indexed
             .fetch_add(chunk.docs.len() as u64, Relaxed);
+        acct.outcome(&chunk, chunk.docs.len());
     }
     out.flush().map_err(err)
 }

@@ -5,11 +5,12 @@ pub mod dlq;
 pub mod elasticsearch;
 pub mod file;
 
+use crate::checkpoint::Checkpoints;
 use crate::metrics::Stats;
 use crate::transform::EncodedChunk;
 use dlq::{DeadLetter, DeadRecord};
 use serde_json::Value;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 
 /// Shared state every stage uses to account for records.
 #[derive(Debug)]
@@ -18,9 +19,23 @@ pub struct Accounting {
     pub stats: Stats,
     /// Dead letter queue.
     pub dlq: DeadLetter,
+    /// Checkpoints, when the run keeps them.
+    pub checkpoints: Option<Checkpoints>,
 }
 
 impl Accounting {
+    /// `n` more documents of `chunk` have an outcome; when none is left, the chunk is settled
+    /// and its input's checkpoint may move past it. Call with `n = 0` for a chunk without
+    /// documents.
+    pub fn outcome(&self, chunk: &EncodedChunk, n: usize) {
+        if chunk.pending.fetch_sub(n, AcqRel) == n {
+            if let Some(cp) = &self.checkpoints {
+                let raw = &chunk.raw;
+                cp.settled(raw.input, raw.seq, raw.end, raw.records_end);
+            }
+        }
+    }
+
     /// Dead-letters document `line` (an index into the chunk's lines) of `chunk`, counting it as
     /// dead-lettered, or as failed when even the dead letter file cannot be written.
     pub fn dead_letter(

@@ -1,7 +1,7 @@
 //! zip and tar archives, read member by member without unpacking to disk.
 
 use super::{StreamContext, READ_BUFFER};
-use crate::decode::{Flow, RawChunk};
+use crate::decode::{Flow, RawChunk, StreamPos};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -63,7 +63,7 @@ pub(crate) fn read_zip(
         }
         let origin = member_origin(label, &name);
         let mut reader = BufReader::with_capacity(READ_BUFFER, member);
-        if ctx.lines(&mut reader, &origin, emit) == Flow::Stop {
+        if ctx.lines(&mut reader, &origin, StreamPos::default(), emit) == Flow::Stop {
             return Flow::Stop;
         }
     }
@@ -111,7 +111,7 @@ fn read_zip_stream(
         }
         let origin = member_origin(label, &name);
         let mut member_reader = BufReader::with_capacity(READ_BUFFER, member);
-        if ctx.lines(&mut member_reader, &origin, emit) == Flow::Stop {
+        if ctx.lines(&mut member_reader, &origin, StreamPos::default(), emit) == Flow::Stop {
             return Flow::Stop;
         }
     }
@@ -151,7 +151,7 @@ pub(crate) fn read_tar(
         }
         let origin = member_origin(label, &name);
         let mut member = BufReader::with_capacity(READ_BUFFER, entry);
-        if ctx.lines(&mut member, &origin, emit) == Flow::Stop {
+        if ctx.lines(&mut member, &origin, StreamPos::default(), emit) == Flow::Stop {
             return Flow::Stop;
         }
     }

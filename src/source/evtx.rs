@@ -53,10 +53,9 @@ pub(crate) fn read_evtx(
                 chunk.push_record(ordinal, |buf| {
                     serde_json::to_writer(buf, &doc).expect("a JSON map serialises");
                 });
-                ctx.counters.read.fetch_add(1, Relaxed);
                 if chunk.is_full() {
                     let full = std::mem::replace(&mut chunk, RawChunk::new(ctx.input, label));
-                    if emit(full) == Flow::Stop {
+                    if ctx.hand_over(full, emit) == Flow::Stop {
                         return Flow::Stop;
                     }
                 }
@@ -68,7 +67,7 @@ pub(crate) fn read_evtx(
         ctx.counters.bytes.fetch_add(meta.len(), Relaxed);
     }
     if !chunk.lines.is_empty() {
-        return emit(chunk);
+        return ctx.hand_over(chunk, emit);
     }
     Flow::Continue
 }

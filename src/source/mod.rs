@@ -11,10 +11,12 @@ mod evtx;
 mod gzip;
 pub mod url;
 
-use crate::decode::{read_lines, Flow, RawChunk};
+use crate::checkpoint::{Checkpoints, Resume};
+use crate::decode::{read_lines, Flow, RawChunk, StreamPos};
 use crate::metrics::{InputCounters, InputId, Stats};
+use std::cell::Cell;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub struct ReadOptions {
     pub cache_dir: PathBuf,
     /// Threads for `.evtx` chunk parsing.
     pub threads: usize,
+    /// Ignore stored positions and read every input from its start.
+    pub from_start: bool,
 }
 
 /// Why the inputs could not be resolved.
@@ -229,19 +233,15 @@ pub fn read_input(
     input: &InputFile,
     stats: &Stats,
     opts: &ReadOptions,
+    checkpoints: Option<&Checkpoints>,
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) -> Flow {
-    let counters = stats.input(input.id);
     let label: Arc<str> = Arc::from(input.label());
-    let ctx = StreamContext {
-        input: input.id,
-        stats,
-        counters,
-    };
+    let ctx = StreamContext::new(input.id, stats);
     match &input.location {
-        Location::Path(path) => read_path(path, &label, &ctx, opts, emit),
+        Location::Path(path) => read_path(path, &label, &ctx, opts, checkpoints, emit),
         Location::Url(url) => match url::fetch(url, &opts.cache_dir) {
-            Ok((path, _)) => read_path(&path, &label, &ctx, opts, emit),
+            Ok((path, _)) => read_path(&path, &label, &ctx, opts, checkpoints, emit),
             Err(e) => {
                 ctx.error(&format!("cannot download {e}"));
                 Flow::Continue
@@ -263,7 +263,8 @@ pub fn read_input(
                     Ok(tmp)
                 });
                 return match spooled {
-                    Ok(tmp) => read_path(tmp.path(), &label, &ctx, opts, emit),
+                    // Standard input has no identity to keep a checkpoint under.
+                    Ok(tmp) => read_path(tmp.path(), &label, &ctx, opts, None, emit),
                     Err(e) => {
                         ctx.error(&format!("{label}: cannot spool standard input: {e}"));
                         Flow::Continue
@@ -280,6 +281,7 @@ fn read_path(
     label: &Arc<str>,
     ctx: &StreamContext<'_>,
     opts: &ReadOptions,
+    checkpoints: Option<&Checkpoints>,
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) -> Flow {
     let file = match File::open(path) {
@@ -297,7 +299,57 @@ fn read_path(
             return Flow::Continue;
         }
     };
-    match format {
+    let seekable = format == Format::Lines;
+    let mut start = StreamPos::default();
+    if let Some(cp) = checkpoints {
+        match cp.start(ctx.input, label, path, seekable, opts.from_start) {
+            Ok(Resume::Fresh) => {}
+            Ok(Resume::Finished(e)) => {
+                tracing::info!(
+                    "{label}: already shipped to its end ({} records; checkpoint {}); skipped. \
+                     Use --from-start or `evtship checkpoints reset` to read it again",
+                    e.records,
+                    cp.path().display()
+                );
+                return Flow::Continue;
+            }
+            Ok(Resume::From(e)) if seekable => {
+                let len = std::fs::metadata(path).map_or(0, |m| m.len());
+                if len >= e.position.offset
+                    && reader.seek(io::SeekFrom::Start(e.position.offset)).is_ok()
+                {
+                    tracing::info!(
+                        "{label}: resuming at line {} (byte {}), after {} acknowledged records",
+                        e.position.line + 1,
+                        e.position.offset,
+                        e.records
+                    );
+                    start = e.position;
+                    let mut c = ctx.cursor.get();
+                    c.records = e.records;
+                    ctx.cursor.set(c);
+                } else {
+                    ctx.warn(&format!(
+                        "{label}: shorter than its checkpoint (truncated?); reading it from the start"
+                    ));
+                    let _ = reader.seek(io::SeekFrom::Start(0));
+                }
+            }
+            Ok(Resume::From(e)) => {
+                tracing::info!(
+                    "{label}: resuming after {} acknowledged records (skipping them)",
+                    e.records
+                );
+                let mut c = ctx.cursor.get();
+                c.skip = e.records;
+                ctx.cursor.set(c);
+            }
+            Err(e) => ctx.warn(&format!(
+                "{label}: cannot identify the file for its checkpoint ({e}); reading it without one"
+            )),
+        }
+    }
+    let flow = match format {
         Format::Zip => {
             drop(reader);
             archive::read_zip(path, label, ctx, emit)
@@ -306,8 +358,16 @@ fn read_path(
             drop(reader);
             evtx::read_evtx(path, label, ctx, opts.threads, emit)
         }
+        Format::Lines => ctx.lines(&mut reader, label, start, emit),
         other => read_stream(reader, other, label, ctx, emit),
+    };
+    if flow == Flow::Continue {
+        if let Some(cp) = checkpoints {
+            let c = ctx.cursor.get();
+            cp.reader_done(ctx.input, c.seq, c.errors == 0);
+        }
     }
+    flow
 }
 
 /// Reads a stream that needs no random access: gzip (maybe of a tar), tar, or lines.
@@ -331,7 +391,7 @@ fn read_stream<R: BufRead>(
             let flow = if is_tar {
                 archive::read_tar(&mut inner, label, ctx, emit)
             } else {
-                ctx.lines(&mut inner, label, emit)
+                ctx.lines(&mut inner, label, StreamPos::default(), emit)
             };
             if flow == Flow::Continue {
                 // Read to the very end so that the gzip trailer is checked and stray bytes seen.
@@ -351,39 +411,77 @@ fn read_stream<R: BufRead>(
             ctx.error(&format!("{label}: this format needs a seekable file"));
             Flow::Continue
         }
-        Format::Lines => ctx.lines(&mut reader, label, emit),
+        Format::Lines => ctx.lines(&mut reader, label, StreamPos::default(), emit),
     }
+}
+
+/// Where the reader stands in one input: chunks handed over, records passed, records still to
+/// skip (when resuming an input that cannot be sought), errors met.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    seq: u64,
+    records: u64,
+    skip: u64,
+    errors: u64,
 }
 
 pub(crate) struct StreamContext<'a> {
     pub input: InputId,
     pub stats: &'a Stats,
     pub counters: &'a InputCounters,
+    cursor: Cell<Cursor>,
 }
 
-impl StreamContext<'_> {
-    /// Reads NDJSON lines from one stream, counting what was read.
+impl<'a> StreamContext<'a> {
+    fn new(input: InputId, stats: &'a Stats) -> Self {
+        Self {
+            input,
+            stats,
+            counters: stats.input(input),
+            cursor: Cell::new(Cursor::default()),
+        }
+    }
+
+    /// Hands a chunk over, numbering it for checkpoints and dropping records to skip.
+    pub fn hand_over(&self, mut chunk: RawChunk, emit: &mut dyn FnMut(RawChunk) -> Flow) -> Flow {
+        let mut c = self.cursor.get();
+        let n = chunk.lines.len() as u64;
+        if c.skip > 0 {
+            let k = c.skip.min(n);
+            chunk.lines.drain(..k as usize);
+            c.skip -= k;
+        }
+        c.records += n;
+        chunk.records_end = c.records;
+        if chunk.lines.is_empty() {
+            self.cursor.set(c);
+            return Flow::Continue;
+        }
+        chunk.seq = c.seq;
+        c.seq += 1;
+        self.cursor.set(c);
+        self.counters
+            .read
+            .fetch_add(chunk.lines.len() as u64, Relaxed);
+        emit(chunk)
+    }
+
+    /// Reads NDJSON lines from one stream, starting at `start`, counting what was read.
     pub fn lines(
         &self,
         reader: &mut dyn BufRead,
         origin: &Arc<str>,
+        start: StreamPos,
         emit: &mut dyn FnMut(RawChunk) -> Flow,
     ) -> Flow {
-        let counters = self.counters;
-        let mut counted = |chunk: RawChunk| {
-            counters.read.fetch_add(chunk.lines.len() as u64, Relaxed);
-            emit(chunk)
-        };
-        match read_lines(reader, self.input, origin, &mut counted) {
+        let mut hand_over = |chunk: RawChunk| self.hand_over(chunk, emit);
+        match read_lines(reader, self.input, origin, start, &mut hand_over) {
             Ok((totals, flow)) => {
-                counters.bytes.fetch_add(totals.bytes, Relaxed);
+                self.counters.bytes.fetch_add(totals.bytes, Relaxed);
                 flow
             }
             Err(e) => {
-                report_error(
-                    counters,
-                    &format!("{e}; the rest of this stream is skipped"),
-                );
+                self.error(&format!("{e}; the rest of this stream is skipped"));
                 Flow::Continue
             }
         }
@@ -397,11 +495,10 @@ impl StreamContext<'_> {
 
     /// A part of the input that could not be read.
     pub fn error(&self, message: &str) {
-        report_error(self.counters, message);
+        let mut c = self.cursor.get();
+        c.errors += 1;
+        self.cursor.set(c);
+        self.counters.errors.fetch_add(1, Relaxed);
+        tracing::error!("{message}");
     }
-}
-
-fn report_error(counters: &InputCounters, message: &str) {
-    counters.errors.fetch_add(1, Relaxed);
-    tracing::error!("{message}");
 }

@@ -53,6 +53,8 @@ pub struct EncodedChunk {
     pub docs: Vec<EncodedDoc>,
     /// Records that are not JSON objects.
     pub rejected: Vec<Rejected>,
+    /// Documents still without an outcome; at zero the chunk is settled (see [`crate::checkpoint`]).
+    pub pending: std::sync::atomic::AtomicUsize,
 }
 
 impl EncodedChunk {
@@ -123,6 +125,7 @@ impl Encoder {
             });
         }
         EncodedChunk {
+            pending: std::sync::atomic::AtomicUsize::new(docs.len()),
             raw,
             buf,
             docs,
@@ -206,10 +209,16 @@ mod tests {
     fn encode(text: &str) -> EncodedChunk {
         let origin: Arc<str> = Arc::from("t");
         let mut chunks = Vec::new();
-        read_lines(text.as_bytes(), 0, &origin, &mut |c| {
-            chunks.push(c);
-            Flow::Continue
-        })
+        read_lines(
+            text.as_bytes(),
+            0,
+            &origin,
+            crate::decode::StreamPos::default(),
+            &mut |c| {
+                chunks.push(c);
+                Flow::Continue
+            },
+        )
         .unwrap();
         Encoder::new(&IndexName::try_from("idx".to_owned()).unwrap()).encode(chunks.remove(0))
     }

@@ -196,7 +196,8 @@ pub fn evtship_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_evtship"));
     cmd.current_dir(root())
         .args(args)
-        .env_remove("ES_URL")
+        .env("ES_URL", es_url())
+        .env("EVTSHIP_CHECKPOINT_DIR", dir.join("checkpoints"))
         .env("RUST_LOG", "info");
     let is_run = args.first() == Some(&"run");
     if is_run {

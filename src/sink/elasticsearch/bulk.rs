@@ -122,6 +122,10 @@ impl BulkSink {
         let mut batch_bytes = 0usize;
         while let Ok(chunk) = rx.recv_async().await {
             acct.reject_unparsable(&chunk);
+            if chunk.docs.is_empty() {
+                acct.outcome(&chunk, 0);
+                continue;
+            }
             let chunk = Arc::new(chunk);
             for doc in 0..chunk.docs.len() {
                 let len = chunk.docs[doc].bulk.len();
@@ -189,6 +193,7 @@ impl BulkSink {
                 tracing::error!("{} records: {reason}", retry.items.len());
                 for item in &retry.items {
                     acct.dead_letter(&item.chunk, item.line(), &reason, None, None);
+                    acct.outcome(&item.chunk, 1);
                 }
                 return Ok(());
             }
@@ -296,6 +301,7 @@ impl BulkSink {
                 s if retryable(s) => {
                     last_reason = format!("item {}", item_reason(result.error.as_ref(), s));
                     again.push(item);
+                    continue;
                 }
                 s => {
                     let reason = item_reason(result.error.as_ref(), s);
@@ -308,6 +314,7 @@ impl BulkSink {
                     );
                 }
             }
+            acct.outcome(&item.chunk, 1);
         }
         Ok((!again.is_empty()).then_some(Retry {
             items: again,

@@ -233,11 +233,16 @@ pub fn write_file(path: &Path, file: &StoreFile) -> Result<(), CheckpointError> 
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
+    // One fixed temporary name per file: a write cut short by a crash leaves no litter.
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
     let bytes = serde_json::to_vec_pretty(file).expect("serialisable");
-    tmp.write_all(&bytes).map_err(io_err)?;
-    tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
+    let mut out = File::create(&tmp).map_err(io_err)?;
+    out.write_all(&bytes).map_err(io_err)?;
+    out.sync_all().map_err(io_err)?;
+    drop(out);
+    std::fs::rename(&tmp, path).map_err(io_err)?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }

@@ -74,6 +74,9 @@ enum Command {
         /// Read every input from its start, ignoring stored positions.
         #[arg(long)]
         from_start: bool,
+        /// Follow growing files and new files matching the inputs until stopped (SIGINT/SIGTERM).
+        #[arg(long)]
+        tail: bool,
     },
     /// Validate a pipeline file without sending anything; exit 0 when valid.
     Check {
@@ -122,6 +125,7 @@ fn overrides(s: SourceArgs) -> Overrides {
         output: s.output,
         dead_letter: s.dead_letter,
         cache_dir: s.cache_dir,
+        tail: false,
         checkpoint_dir: s.checkpoint_dir,
         user: std::env::var("ES_USER").ok().filter(|v| !v.is_empty()),
         password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
@@ -194,8 +198,16 @@ fn main() -> ExitCode {
             summary_json,
             no_progress,
             from_start,
+            tail,
         } => {
-            let p = match load(pipeline.as_deref(), source) {
+            let mut ov = overrides(source);
+            ov.tail = tail;
+            let loaded = pipeline
+                .as_deref()
+                .map(PipelineFile::load)
+                .transpose()
+                .and_then(|file| Pipeline::resolve(file, ov));
+            let p = match loaded {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -205,6 +217,7 @@ fn main() -> ExitCode {
             let opts = RunOptions {
                 progress: !no_progress,
                 from_start,
+                stop: Default::default(),
             };
             match run(&p, summary_json.as_deref(), opts) {
                 Ok(code) => ExitCode::from(code),
@@ -305,12 +318,37 @@ fn check(path: &Path, p: &Pipeline) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// First SIGINT or SIGTERM: stop reading, deliver what is in flight, write checkpoints, print
+/// the summary. Second: exit at once (checkpoints only ever hold acknowledged positions).
+async fn stop_on_signals(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if round == 0 {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!(
+                "evtship: stopping: delivering what is in flight and writing checkpoints \
+                 (signal again to stop at once)"
+            );
+        }
+    }
+    eprintln!("evtship: stopped at once; checkpoints hold what was acknowledged");
+    std::process::exit(130);
+}
+
 fn run(p: &Pipeline, summary_json: Option<&Path>, opts: RunOptions) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    runtime.spawn(stop_on_signals(opts.stop.clone()));
     let report = match runtime.block_on(pipeline::run(p, opts)) {
         Ok(r) => r,
         Err(e) => {

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Index of an input in the run's list of resolved inputs.
@@ -30,8 +31,7 @@ pub struct InputCounters {
 /// Counters of a whole run.
 #[derive(Debug)]
 pub struct Stats {
-    labels: Vec<String>,
-    inputs: Vec<InputCounters>,
+    inputs: RwLock<Vec<(String, Arc<InputCounters>)>>,
     /// Requests or items sent again after a retryable failure.
     pub retries: AtomicU64,
     /// Warnings about the input that lost nothing (e.g. stray bytes after a gzip stream).
@@ -42,10 +42,12 @@ pub struct Stats {
 impl Stats {
     /// Counters for the given inputs, named by `labels`.
     pub fn new(labels: Vec<String>) -> Self {
-        let inputs = labels.iter().map(|_| InputCounters::default()).collect();
+        let inputs = labels
+            .into_iter()
+            .map(|l| (l, Arc::new(InputCounters::default())))
+            .collect();
         Self {
-            labels,
-            inputs,
+            inputs: RwLock::new(inputs),
             retries: AtomicU64::new(0),
             warnings: AtomicU64::new(0),
             started: Instant::now(),
@@ -53,8 +55,17 @@ impl Stats {
     }
 
     /// The counters of one input.
-    pub fn input(&self, id: InputId) -> &InputCounters {
-        &self.inputs[id]
+    pub fn input(&self, id: InputId) -> Arc<InputCounters> {
+        self.inputs.read().unwrap_or_else(|e| e.into_inner())[id]
+            .1
+            .clone()
+    }
+
+    /// Adds an input found while the run goes on (tail mode) and returns its id.
+    pub fn add_input(&self, label: String) -> InputId {
+        let mut inputs = self.inputs.write().unwrap_or_else(|e| e.into_inner());
+        inputs.push((label, Arc::new(InputCounters::default())));
+        inputs.len() - 1
     }
 
     /// Time since the run started.
@@ -65,9 +76,10 @@ impl Stats {
     /// A consistent-enough snapshot of every counter.
     pub fn summary(&self) -> Summary {
         let inputs: Vec<InputSummary> = self
-            .labels
+            .inputs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .zip(&self.inputs)
             .map(|(label, c)| InputSummary {
                 input: label.clone(),
                 events_read: c.read.load(Relaxed),

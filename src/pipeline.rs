@@ -6,7 +6,7 @@
 //! Every channel is bounded, so a slow engine slows the readers and memory stays flat.
 
 use crate::checkpoint::{CheckpointError, Checkpoints};
-use crate::config::{ConfigError, OutputTarget, Pipeline};
+use crate::config::{ConfigError, Mode, OutputTarget, Pipeline};
 use crate::decode::{Flow, RawChunk};
 use crate::metrics::{Stats, Summary};
 use crate::sink::dlq::DeadLetter;
@@ -16,7 +16,7 @@ use crate::sink::Accounting;
 use crate::source::{self, ResolveError};
 use crate::transform::{EncodedChunk, Encoder};
 use std::io::IsTerminal;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -81,8 +81,10 @@ impl Report {
 }
 
 /// Options that do not belong in a pipeline file.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// Set to stop reading; what was read is still delivered and checkpointed.
+    pub stop: Arc<AtomicBool>,
     /// Show a progress line on a terminal.
     pub progress: bool,
     /// Ignore stored positions and read every input from its start.
@@ -99,13 +101,20 @@ enum Sink {
 /// Errors before anything is read (bad inputs, unreachable engine) are returned as `Err`;
 /// once reading started, a report with the summary is always returned.
 pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
-    let (inputs, unmatched) = source::resolve(&p.inputs)?;
-    for pattern in &unmatched {
-        tracing::warn!("input `{pattern}` matched no file");
-    }
-    if inputs.is_empty() {
-        return Err(RunError::NothingToRead(p.inputs.join(", ")));
-    }
+    let tail = p.mode == Mode::Tail;
+    // In tail mode inputs are found while following (they may not exist yet).
+    let inputs = if tail {
+        Vec::new()
+    } else {
+        let (inputs, unmatched) = source::resolve(&p.inputs)?;
+        for pattern in &unmatched {
+            tracing::warn!("input `{pattern}` matched no file");
+        }
+        if inputs.is_empty() {
+            return Err(RunError::NothingToRead(p.inputs.join(", ")));
+        }
+        inputs
+    };
     let sink = match &p.output {
         OutputTarget::Elasticsearch => {
             let client = EsClient::new(p)?;
@@ -155,14 +164,35 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
     };
     let reader = {
         let acct = acct.clone();
+        let stop = opts.stop.clone();
+        let patterns = p.inputs.clone();
         std::thread::Builder::new()
             .name("evtship-read".into())
             .spawn(move || {
-                for input in &inputs {
-                    let mut emit = |chunk| match raw_tx.send(chunk) {
+                let mut emit = |chunk| {
+                    if stop.load(Relaxed) {
+                        return Flow::Stop;
+                    }
+                    match raw_tx.send(chunk) {
                         Ok(()) => Flow::Continue,
                         Err(_) => Flow::Stop,
-                    };
+                    }
+                };
+                if tail {
+                    source::follow(
+                        &patterns,
+                        &acct.stats,
+                        &read_opts,
+                        acct.checkpoints.as_ref(),
+                        &stop,
+                        &mut emit,
+                    );
+                    return;
+                }
+                for input in &inputs {
+                    if stop.load(Relaxed) {
+                        break;
+                    }
                     if source::read_input(
                         input,
                         &acct.stats,

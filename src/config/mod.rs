@@ -107,6 +107,8 @@ pub struct BulkSection {
     pub initial_backoff_ms: NonZeroUsize,
     /// Longest retry delay in milliseconds.
     pub max_backoff_ms: NonZeroUsize,
+    /// A partial request is sent after waiting this long for more documents (milliseconds).
+    pub flush_interval_ms: NonZeroUsize,
 }
 
 impl Default for BulkSection {
@@ -118,6 +120,7 @@ impl Default for BulkSection {
             max_retries: 12,
             initial_backoff_ms: NonZeroUsize::new(200).expect("non-zero"),
             max_backoff_ms: NonZeroUsize::new(30_000).expect("non-zero"),
+            flush_interval_ms: NonZeroUsize::new(200).expect("non-zero"),
         }
     }
 }
@@ -130,6 +133,17 @@ pub struct DeadLetterSection {
     pub path: Option<PathBuf>,
 }
 
+/// How inputs are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Read every input to its end, then exit.
+    #[default]
+    Batch,
+    /// Follow growing files and new files matching the inputs until stopped.
+    Tail,
+}
+
 /// A pipeline file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +153,9 @@ pub struct PipelineFile {
     /// Files, directories or globs.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// `batch` (default) or `tail`.
+    #[serde(default)]
+    pub mode: Mode,
     /// `es`, `ndjson:PATH` or `bulk:PATH`.
     pub output: Option<OutputTarget>,
     /// Where `http(s)://` inputs are downloaded.
@@ -193,6 +210,8 @@ pub struct Overrides {
     pub dead_letter: Option<PathBuf>,
     /// `--cache-dir`.
     pub cache_dir: Option<PathBuf>,
+    /// `--tail`.
+    pub tail: bool,
     /// `--checkpoint-dir`.
     pub checkpoint_dir: Option<PathBuf>,
     /// `ES_USER`.
@@ -219,6 +238,8 @@ pub struct Pipeline {
     pub name: String,
     /// Input specifications (paths, directories, globs).
     pub inputs: Vec<String>,
+    /// Batch or tail.
+    pub mode: Mode,
     /// Where documents go.
     pub output: OutputTarget,
     /// Connection settings (used when the output is `es`).
@@ -312,6 +333,7 @@ impl Pipeline {
             .or(file.checkpoint_dir)
             .unwrap_or_else(crate::checkpoint::default_dir);
         Ok(Self {
+            mode: if ov.tail { Mode::Tail } else { file.mode },
             cache_dir,
             checkpoint_dir,
             name: file.name.unwrap_or_else(|| "evtship".into()),

@@ -115,6 +115,8 @@ pub struct StreamTotals {
     pub records: u64,
     /// Bytes read, line ends included.
     pub bytes: u64,
+    /// Where the stream ended.
+    pub end: StreamPos,
 }
 
 /// Splits `reader` into lines and hands them over in chunks; `emit` returns whether to go on.
@@ -183,6 +185,7 @@ pub fn read_lines<R: BufRead>(
                 line: number,
                 offset,
             };
+            totals.end = chunk.end;
             let full = std::mem::replace(&mut chunk, RawChunk::new(input, origin));
             if emit(full) == Flow::Stop {
                 return Ok((totals, Flow::Stop));
@@ -193,6 +196,7 @@ pub fn read_lines<R: BufRead>(
         line: number,
         offset,
     };
+    totals.end = chunk.end;
     if !chunk.lines.is_empty() && emit(chunk) == Flow::Stop {
         return Ok((totals, Flow::Stop));
     }

@@ -9,7 +9,10 @@
 mod archive;
 mod evtx;
 mod gzip;
+mod tail;
 pub mod url;
+
+pub use tail::follow;
 
 use crate::checkpoint::{Checkpoints, Resume};
 use crate::decode::{read_lines, Flow, RawChunk, StreamPos};
@@ -276,7 +279,7 @@ pub fn read_input(
     }
 }
 
-fn read_path(
+pub(crate) fn read_path(
     path: &Path,
     label: &Arc<str>,
     ctx: &StreamContext<'_>,
@@ -371,7 +374,7 @@ fn read_path(
 }
 
 /// Reads a stream that needs no random access: gzip (maybe of a tar), tar, or lines.
-fn read_stream<R: BufRead>(
+pub(crate) fn read_stream<R: BufRead>(
     mut reader: R,
     format: Format,
     label: &Arc<str>,
@@ -418,7 +421,7 @@ fn read_stream<R: BufRead>(
 /// Where the reader stands in one input: chunks handed over, records passed, records still to
 /// skip (when resuming an input that cannot be sought), errors met.
 #[derive(Debug, Clone, Copy, Default)]
-struct Cursor {
+pub(crate) struct Cursor {
     seq: u64,
     records: u64,
     skip: u64,
@@ -428,17 +431,21 @@ struct Cursor {
 pub(crate) struct StreamContext<'a> {
     pub input: InputId,
     pub stats: &'a Stats,
-    pub counters: &'a InputCounters,
+    pub counters: Arc<InputCounters>,
     cursor: Cell<Cursor>,
 }
 
 impl<'a> StreamContext<'a> {
     fn new(input: InputId, stats: &'a Stats) -> Self {
+        Self::with_cursor(input, stats, Cursor::default())
+    }
+
+    fn with_cursor(input: InputId, stats: &'a Stats, cursor: Cursor) -> Self {
         Self {
             input,
             stats,
             counters: stats.input(input),
-            cursor: Cell::new(Cursor::default()),
+            cursor: Cell::new(cursor),
         }
     }
 
@@ -474,15 +481,26 @@ impl<'a> StreamContext<'a> {
         start: StreamPos,
         emit: &mut dyn FnMut(RawChunk) -> Flow,
     ) -> Flow {
+        self.lines_to(reader, origin, start, emit).0
+    }
+
+    /// Like [`Self::lines`], also returning where the stream ended.
+    pub fn lines_to(
+        &self,
+        reader: &mut dyn BufRead,
+        origin: &Arc<str>,
+        start: StreamPos,
+        emit: &mut dyn FnMut(RawChunk) -> Flow,
+    ) -> (Flow, Option<StreamPos>) {
         let mut hand_over = |chunk: RawChunk| self.hand_over(chunk, emit);
         match read_lines(reader, self.input, origin, start, &mut hand_over) {
             Ok((totals, flow)) => {
                 self.counters.bytes.fetch_add(totals.bytes, Relaxed);
-                flow
+                (flow, Some(totals.end))
             }
             Err(e) => {
                 self.error(&format!("{e}; the rest of this stream is skipped"));
-                Flow::Continue
+                (Flow::Continue, None)
             }
         }
     }

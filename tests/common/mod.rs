@@ -60,9 +60,16 @@ impl TestIndex {
         assert!(r.status().is_success(), "refresh: {}", r.status());
     }
 
-    /// `_count` of the index.
+    /// `_count` of the index (0 while it does not exist yet).
     pub fn count(&self) -> u64 {
-        self.refresh();
+        let r = http()
+            .post(format!("{}/{}/_refresh", es_url(), self.name))
+            .send()
+            .expect("refresh");
+        if r.status().as_u16() == 404 {
+            return 0;
+        }
+        assert!(r.status().is_success(), "refresh: {}", r.status());
         let v: Value = http()
             .get(format!("{}/{}/_count", es_url(), self.name))
             .send()
@@ -72,6 +79,17 @@ impl TestIndex {
         v["count"]
             .as_u64()
             .unwrap_or_else(|| panic!("no count in {v}"))
+    }
+
+    /// `_count` as a search sees it now, without forcing a refresh.
+    pub fn count_without_refresh(&self) -> u64 {
+        let v: Value = http()
+            .get(format!("{}/{}/_count", es_url(), self.name))
+            .send()
+            .expect("count")
+            .json()
+            .expect("count json");
+        v["count"].as_u64().unwrap_or(0)
     }
 
     /// `_count` of the documents matching a query.

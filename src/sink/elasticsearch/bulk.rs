@@ -118,9 +118,26 @@ impl BulkSink {
         let mut tasks: JoinSet<Result<(), EsError>> = JoinSet::new();
         let max_events = me.settings.max_events.get();
         let max_bytes = me.settings.max_bytes.0;
+        let flush_after = Duration::from_millis(me.settings.flush_interval_ms.get() as u64);
         let mut batch: Vec<Item> = Vec::with_capacity(max_events);
         let mut batch_bytes = 0usize;
-        while let Ok(chunk) = rx.recv_async().await {
+        // A partial batch waits at most `flush_after` for more documents (tail mode latency).
+        let mut deadline = tokio::time::Instant::now();
+        loop {
+            let received = if batch.is_empty() {
+                rx.recv_async().await
+            } else {
+                tokio::select! {
+                    r = rx.recv_async() => r,
+                    () = tokio::time::sleep_until(deadline) => {
+                        let partial = std::mem::replace(&mut batch, Vec::with_capacity(max_events));
+                        batch_bytes = 0;
+                        me.dispatch(partial, &permits, &mut tasks, &acct).await?;
+                        continue;
+                    }
+                }
+            };
+            let Ok(chunk) = received else { break };
             acct.reject_unparsable(&chunk);
             if chunk.docs.is_empty() {
                 acct.outcome(&chunk, 0);
@@ -134,6 +151,9 @@ impl BulkSink {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(max_events));
                     batch_bytes = 0;
                     me.dispatch(full, &permits, &mut tasks, &acct).await?;
+                }
+                if batch.is_empty() {
+                    deadline = tokio::time::Instant::now() + flush_after;
                 }
                 batch.push(Item {
                     chunk: chunk.clone(),

@@ -103,6 +103,12 @@ enum Command {
         /// Index the template is for.
         #[arg(long, default_value = evtship::config::DEFAULT_INDEX)]
         index: String,
+        /// Include the mappings of the ECS fields (`ecs = true` in `[transform]`).
+        #[arg(long)]
+        ecs: bool,
+        /// For OpenSearch 2.7+ (`flat_object` instead of Elasticsearch's `flattened`).
+        #[arg(long)]
+        opensearch: bool,
     },
 }
 
@@ -157,7 +163,11 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     match cli.command {
-        Command::Template { index } => {
+        Command::Template {
+            index,
+            ecs,
+            opensearch,
+        } => {
             let index = match IndexName::try_from(index) {
                 Ok(i) => i,
                 Err(e) => {
@@ -165,7 +175,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let body = template::body(&index, &TemplateSection::default());
+            let flavor = if opensearch {
+                template::Flavor::OpenSearch
+            } else {
+                template::Flavor::Elasticsearch
+            };
+            let body = template::body(&index, &TemplateSection::default(), ecs, flavor);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&body).expect("serialisable")

@@ -126,7 +126,7 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
                 client.shown_url
             );
             if p.template.install {
-                client.install_template(p).await?;
+                client.install_template(p, &info).await?;
                 tracing::info!(
                     "index template {} installed for index {}",
                     p.template_name(),
@@ -169,10 +169,13 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
         std::thread::Builder::new()
             .name("evtship-read".into())
             .spawn(move || {
-                let mut emit = |chunk| {
+                let mut order = 0u64;
+                let mut emit = |mut chunk: RawChunk| {
                     if stop.load(Relaxed) {
                         return Flow::Stop;
                     }
+                    chunk.order = order;
+                    order += 1;
                     match raw_tx.send(chunk) {
                         Ok(()) => Flow::Continue,
                         Err(_) => Flow::Stop,
@@ -207,7 +210,7 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
             })
             .expect("spawning a thread")
     };
-    let encoder = Encoder::new(&p.index);
+    let encoder = Encoder::new(&p.index, p.transform);
     let parsers: Vec<_> = (0..workers)
         .map(|i| {
             let (rx, tx, encoder) = (raw_rx.clone(), enc_tx.clone(), encoder.clone());

@@ -76,6 +76,9 @@ pub struct TemplateSection {
     pub replicas: Option<usize>,
     /// Strings longer than this are not indexed in the `.keyword` sub-field.
     pub ignore_above: NonZeroUsize,
+    /// The index's field limit (`index.mapping.total_fields.limit`). Every string field counts
+    /// twice (text and `.keyword`): all of ../shared/datasets makes 956 fields.
+    pub total_fields_limit: NonZeroUsize,
 }
 
 impl Default for TemplateSection {
@@ -86,6 +89,7 @@ impl Default for TemplateSection {
             shards: NonZeroUsize::MIN,
             replicas: None,
             ignore_above: NonZeroUsize::new(1024).expect("non-zero"),
+            total_fields_limit: NonZeroUsize::new(2000).expect("non-zero"),
         }
     }
 }
@@ -122,6 +126,35 @@ impl Default for BulkSection {
             max_backoff_ms: NonZeroUsize::new(30_000).expect("non-zero"),
             flush_interval_ms: NonZeroUsize::new(200).expect("non-zero"),
         }
+    }
+}
+
+/// The `[transform]` section: how records become documents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformSection {
+    /// `auto` (detect per record), `nxlog`, `powershell`, `winlogbeat` or `azure`.
+    pub dialect: crate::transform::dialect::Dialect,
+    /// `source` (the record's `@timestamp`, as Logstash keeps it) or `event` (when it happened).
+    pub timestamp: crate::transform::timestamp::TimestampMode,
+    /// IANA zone of NXLog's `EventTime` (local time without a zone), e.g. `America/New_York`.
+    pub timezone: Option<TimeZoneName>,
+    /// Add Elastic Common Schema fields beside the originals.
+    pub ecs: bool,
+}
+
+/// An IANA time zone name, checked when the file is read.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TimeZoneName(pub chrono_tz::Tz);
+
+impl TryFrom<String> for TimeZoneName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse::<chrono_tz::Tz>().map(Self).map_err(|_| {
+            format!("unknown time zone `{name}` (use an IANA name such as America/New_York)")
+        })
     }
 }
 
@@ -174,6 +207,9 @@ pub struct PipelineFile {
     /// Dead letter queue.
     #[serde(default)]
     pub dead_letter: DeadLetterSection,
+    /// Record to document rules.
+    #[serde(default)]
+    pub transform: TransformSection,
 }
 
 impl PipelineFile {
@@ -256,6 +292,8 @@ pub struct Pipeline {
     pub cache_dir: PathBuf,
     /// Checkpoint directory.
     pub checkpoint_dir: PathBuf,
+    /// Record to document rules.
+    pub transform: crate::transform::Settings,
 }
 
 impl Pipeline {
@@ -332,7 +370,14 @@ impl Pipeline {
             .checkpoint_dir
             .or(file.checkpoint_dir)
             .unwrap_or_else(crate::checkpoint::default_dir);
+        let transform = crate::transform::Settings {
+            dialect: file.transform.dialect,
+            timestamp: file.transform.timestamp,
+            timezone: file.transform.timezone.map(|z| z.0),
+            ecs: file.transform.ecs,
+        };
         Ok(Self {
+            transform,
             mode: if ov.tail { Mode::Tail } else { file.mode },
             cache_dir,
             checkpoint_dir,
@@ -449,6 +494,19 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn transform_section() {
+        let file = parse("[transform]\ndialect = \"winlogbeat\"\ntimestamp = \"event\"\ntimezone = \"America/New_York\"\necs = true\n").unwrap();
+        assert!(file.transform.ecs);
+        let err = parse("[transform]\ntimezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("line 2") && err.to_string().contains("Mars/Olympus"),
+            "{err}"
+        );
+        let err = parse("[transform]\ndialect = \"syslog\"\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
     }
 
     #[test]

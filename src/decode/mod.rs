@@ -50,6 +50,8 @@ pub struct RawChunk {
     pub seq: u64,
     /// Records of the input up to and including this chunk, for checkpoints.
     pub records_end: u64,
+    /// Position among all chunks the run read, in reading order (file outputs keep it).
+    pub order: u64,
 }
 
 impl RawChunk {
@@ -63,6 +65,7 @@ impl RawChunk {
             end: StreamPos::default(),
             seq: 0,
             records_end: 0,
+            order: 0,
         }
     }
 

@@ -1,9 +1,10 @@
 //! File outputs: each final document as one JSON line (`ndjson:PATH`), or the exact `_bulk`
-//! request bodies (`bulk:PATH`), replayable with
+//! request bodies (`bulk:PATH`), in the order the records were read, replayable with
 //! `curl -H 'Content-Type: application/x-ndjson' --data-binary @PATH URL/_bulk`.
 
 use super::Accounting;
 use crate::transform::EncodedChunk;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -36,20 +37,27 @@ pub fn write_all(
             None => Box::new(io::stdout().lock()),
         },
     );
+    // Chunks come back from the parsing threads in any order; write them in reading order.
+    let mut waiting: BTreeMap<u64, EncodedChunk> = BTreeMap::new();
+    let mut next = 0u64;
     for chunk in rx.iter() {
-        acct.reject_unparsable(&chunk);
-        for i in 0..chunk.docs.len() {
-            let bytes = match format {
-                FileFormat::Documents => chunk.doc_line(i),
-                FileFormat::Bulk => chunk.bulk_lines(i),
-            };
-            out.write_all(bytes).map_err(err)?;
+        waiting.insert(chunk.raw.order, chunk);
+        while let Some(chunk) = waiting.remove(&next) {
+            next += 1;
+            acct.reject_unparsable(&chunk);
+            for i in 0..chunk.docs.len() {
+                let bytes = match format {
+                    FileFormat::Documents => chunk.doc_line(i),
+                    FileFormat::Bulk => chunk.bulk_lines(i),
+                };
+                out.write_all(bytes).map_err(err)?;
+            }
+            acct.stats
+                .input(chunk.raw.input)
+                .indexed
+                .fetch_add(chunk.docs.len() as u64, Relaxed);
+            acct.outcome(&chunk, chunk.docs.len());
         }
-        acct.stats
-            .input(chunk.raw.input)
-            .indexed
-            .fetch_add(chunk.docs.len() as u64, Relaxed);
-        acct.outcome(&chunk, chunk.docs.len());
     }
     out.flush().map_err(err)
 }

@@ -208,6 +208,13 @@ pub fn flatten(record: Value) -> Map<String, Value> {
                     "#attributes" => {}
                     "Data" => match value {
                         Value::Array(items) => unnamed.extend(items.iter().filter_map(as_text)),
+                        Value::Object(o) => match o.get("#text") {
+                            Some(Value::Array(items)) => {
+                                unnamed.extend(items.iter().filter_map(as_text))
+                            }
+                            Some(other) => unnamed.extend(as_text(other)),
+                            None => {}
+                        },
                         other => unnamed.extend(as_text(other)),
                     },
                     _ => {

@@ -12,8 +12,13 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// The id of a record: from the event's identity (`Hostname` + `Channel` + `RecordNumber`, or
-/// `Computer` + `Channel` + `EventRecordID`) when present, else from the record's bytes and its
-/// line number in its stream. The line number keeps apart events that are byte-identical (real
+/// `Computer` + `Channel` + `EventRecordID`, with `EventID` and the record's creation time:
+/// `EventTime`, `TimeCreated` or `UtcTime`, the first present) when present, else from the
+/// record's bytes and its line number in its stream.
+///
+/// A record number alone repeats once a log is cleared, and lab hosts are rebuilt under the
+/// same names: the OTRF datasets hold 93 distinct events that share host, channel and record
+/// number. EventID and creation time tell them apart, and are stable for the same record. The line number keeps apart events that are byte-identical (real
 /// exports hold such: two Sysmon process-access events in the same millisecond) while the same
 /// record read again, from the plain file or from an archive of it, gets the same id.
 ///
@@ -31,7 +36,12 @@ pub fn document_id(doc: &Map<String, Value>, raw: &[u8], line: u64) -> String {
         });
     let hash = match identity {
         Some((host, channel, record)) => {
-            xxh3_128(format!("event\0{host}\0{channel}\0{record}").as_bytes())
+            let event = doc.get("EventID").and_then(text).unwrap_or_default();
+            let created = ["EventTime", "TimeCreated", "UtcTime"]
+                .iter()
+                .find_map(|k| doc.get(*k).and_then(text))
+                .unwrap_or_default();
+            xxh3_128(format!("event\0{host}\0{channel}\0{record}\0{event}\0{created}").as_bytes())
         }
         None => {
             let mut buf = Vec::with_capacity(raw.len() + 32);
@@ -61,6 +71,11 @@ mod tests {
         assert_eq!(document_id(&a, b"a", 1), document_id(&b, b"b", 2));
         let c = map(json!({"Hostname":"H","Channel":"c","RecordNumber":5}));
         assert_ne!(document_id(&a, b"", 1), document_id(&c, b"", 1));
+        // The same record number after a log was cleared: another event.
+        let d = map(
+            json!({"Hostname":"H","Channel":"C","RecordNumber":5,"EventTime":"2020-09-04 16:09:56"}),
+        );
+        assert_ne!(document_id(&a, b"", 1), document_id(&d, b"", 1));
     }
 
     #[test]

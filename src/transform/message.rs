@@ -59,9 +59,137 @@ pub fn parse_sysmon(message: &str) -> Rendered<'_> {
     Rendered { title, fields }
 }
 
+/// A rendered message of the Security log and other channels: a title, then sections
+/// (`Subject:`) of tab-indented `Key:\t\tvalue` lines, separated by blank lines.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Sectioned<'a> {
+    /// The first line.
+    pub title: &'a str,
+    /// `(section, key, value)`, the section being the heading above the line, if any.
+    pub fields: Vec<(Option<&'a str>, &'a str, String)>,
+}
+
+/// Longest label taken as a key or section heading.
+const MAX_LABEL: usize = 48;
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_LABEL
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " -_()/'.".contains(c))
+        && s.split(' ').count() <= 6
+}
+
+/// Splits a Security-style rendered message into its title and keyed values.
+///
+/// A line `Heading:` (no indent, nothing after the colon) opens a section; a line
+/// `\tKey:<tabs or spaces>value` is a field of the current section (or of none); an indented
+/// line without a label continues the previous value (privilege lists); anything else is prose
+/// and skipped.
+pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
+    let sep = if message.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut lines = message.split(sep);
+    let title = lines.next().unwrap_or_default().trim();
+    let mut section: Option<&str> = None;
+    let mut fields: Vec<(Option<&str>, &str, String)> = Vec::new();
+    for line in lines {
+        if line.trim().is_empty() {
+            section = None;
+            continue;
+        }
+        let indented = line.starts_with(['\t', ' ']);
+        let body = line.trim_start_matches(['\t', ' ']);
+        let labelled = body.split_once(':').filter(|(label, rest)| {
+            is_label(label) && (rest.is_empty() || rest.starts_with(['\t', ' ']))
+        });
+        match labelled {
+            Some((label, rest)) => {
+                let value = rest.trim_matches(['\t', ' ']);
+                if value.is_empty() && !indented {
+                    section = Some(label);
+                } else {
+                    fields.push((section, label, value.to_owned()));
+                }
+            }
+            None if indented => {
+                if let Some((_, _, value)) = fields.last_mut() {
+                    if !value.is_empty() {
+                        value.push('\n');
+                    }
+                    value.push_str(body.trim_end());
+                }
+            }
+            None => {}
+        }
+    }
+    Sectioned { title, fields }
+}
+
+/// A label as a field-name part: its words joined without spaces or punctuation
+/// (`Security ID` → `SecurityID`, `Filter Run-Time ID` → `FilterRunTimeID`).
+pub fn field_part(label: &str) -> String {
+    label.chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_message_sections_and_repeated_keys() {
+        // From covenant_copy_smb_CreateRequest_2020-09-22145302.json (OTRF, MIT), EventID 5158.
+        let m = "The Windows Filtering Platform has permitted a bind to a local port.\r\n\r\nApplication Information:\r\n\tProcess ID:\t\t3260\r\n\tApplication Name:\t\\device\\x.exe\r\n\r\nNetwork Information:\r\n\tSource Address:\t\t0.0.0.0\r\n\tSource Port:\t\t62779\r\n\r\nFilter Information:\r\n\tFilter Run-Time ID:\t0\r\n\tLayer Name:\t\tResource Assignment";
+        let r = parse_sectioned(m);
+        assert_eq!(
+            r.title,
+            "The Windows Filtering Platform has permitted a bind to a local port."
+        );
+        assert_eq!(
+            r.fields[0],
+            (Some("Application Information"), "Process ID", "3260".into())
+        );
+        assert_eq!(
+            r.fields[2],
+            (
+                Some("Network Information"),
+                "Source Address",
+                "0.0.0.0".into()
+            )
+        );
+        assert_eq!(
+            r.fields[4],
+            (Some("Filter Information"), "Filter Run-Time ID", "0".into())
+        );
+        assert_eq!(field_part("Filter Run-Time ID"), "FilterRunTimeID");
+    }
+
+    #[test]
+    fn same_key_under_two_headings_and_continuations() {
+        let m = "An account was successfully logged on.\r\n\r\nSubject:\r\n\tSecurity ID:\t\tS-1-5-18\r\n\r\nNew Logon:\r\n\tSecurity ID:\t\tS-1-5-21-1\r\n\tPrivileges:\t\tSeSecurityPrivilege\r\n\t\t\tSeBackupPrivilege\r\n\r\nThis event is generated when a logon session is created.";
+        let r = parse_sectioned(m);
+        assert_eq!(
+            r.fields[0],
+            (Some("Subject"), "Security ID", "S-1-5-18".into())
+        );
+        assert_eq!(
+            r.fields[1],
+            (Some("New Logon"), "Security ID", "S-1-5-21-1".into())
+        );
+        assert_eq!(
+            r.fields[2],
+            (
+                Some("New Logon"),
+                "Privileges",
+                "SeSecurityPrivilege\nSeBackupPrivilege".into()
+            )
+        );
+        assert_eq!(r.fields.len(), 3);
+    }
 
     #[test]
     fn nxlog_registry_event() {

@@ -1,15 +1,23 @@
-//! Records to documents: JSON parsing, the Sysmon `Message` fields, `@timestamp`, `@version`,
-//! a stable id, and the `_bulk` encoding of each document.
+//! Records to documents: dialects, the rendered `Message`, `@timestamp`, `@version`, optional
+//! ECS fields, a stable id, and the `_bulk` encoding of each document.
 //!
-//! Rules:
-//! - a field present at top level is kept as it is (the exporter's structured value is the
-//!   faithful one); fields of a Sysmon event's `Message` that the record lacks are added;
-//! - on Sysmon registry events (EventID 12, 13, 14) whose top-level `EventType` is the
-//!   exporter's `INFO`, the Sysmon value from `Message` (`SetValue`, `CreateKey`, ...) replaces it;
-//! - `@version` is `"1"`;
-//! - `@timestamp` is kept when it is a valid RFC 3339 time, else taken from `UtcTime` (UTC),
-//!   else set to the time of reading.
+//! Rules, in order:
+//! - the record is brought to one flat shape whatever its dialect ([`dialect`]);
+//! - Sysmon `Message`: each `Key: value` line whose key the record lacks at top level becomes a
+//!   field; a value present at top level is kept (the exporter's structured value is the
+//!   faithful one), except on registry events (EventID 12, 13, 14) whose top-level `EventType`
+//!   is the exporter's `INFO`, where Sysmon's value (`SetValue`, `CreateKey`, ...) replaces it;
+//!   unexpanded inserts (`%9`) are never taken;
+//! - other channels' `Message` (Security style: sections of `Key:\tvalue` lines) goes into the
+//!   `MessageData` object, as `MessageData.<Section>_<Key>` (words joined: `Subject_SecurityID`),
+//!   so it never overwrites a structured field; a key repeated in one section becomes an array;
+//! - the first line of `Message` is `MessageTitle` (`Process Create`, `An account was ...`);
+//! - `@version` is `"1"`; `@timestamp` as [`timestamp`] says;
+//! - with `ecs = true`, Elastic Common Schema fields are added beside the originals ([`ecs`]).
 
+pub mod dialect;
+pub mod ecs;
+pub mod entities;
 pub mod id;
 pub mod message;
 pub mod timestamp;
@@ -70,19 +78,36 @@ impl EncodedChunk {
     }
 }
 
+/// How records are turned into documents (the `[transform]` section).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    /// Dialect, or `Auto` to detect it per record.
+    pub dialect: dialect::Dialect,
+    /// Which time `@timestamp` holds.
+    pub timestamp: timestamp::TimestampMode,
+    /// Zone of `EventTime` values (local time without a zone mark).
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Add Elastic Common Schema fields.
+    pub ecs: bool,
+}
+
 /// Turns records into documents for one index.
 #[derive(Debug, Clone)]
 pub struct Encoder {
     action_prefix: Vec<u8>,
+    settings: Settings,
 }
 
 impl Encoder {
     /// An encoder writing `create` actions for `index`.
-    pub fn new(index: &IndexName) -> Self {
+    pub fn new(index: &IndexName, settings: Settings) -> Self {
         // Index names are validated: they hold no character that needs JSON escaping.
         let action_prefix =
             format!("{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"").into_bytes();
-        Self { action_prefix }
+        Self {
+            action_prefix,
+            settings,
+        }
     }
 
     /// Encodes every record of a chunk.
@@ -110,7 +135,7 @@ impl Encoder {
                     continue;
                 }
             };
-            normalise(&mut doc, &now);
+            normalise(&mut doc, &now, &self.settings);
             let start = buf.len();
             buf.extend_from_slice(&self.action_prefix);
             buf.extend_from_slice(id::document_id(&doc, line, raw.lines[i].number).as_bytes());
@@ -164,17 +189,31 @@ pub fn is_sysmon(doc: &Map<String, Value>) -> bool {
 }
 
 /// Applies the rules in this module's documentation to one record.
-pub fn normalise(doc: &mut Map<String, Value>, now: &str) {
+pub fn normalise(doc: &mut Map<String, Value>, now: &str, settings: &Settings) {
+    dialect::normalise(doc, settings.dialect);
     if is_sysmon(doc) {
         fill_from_message(doc);
+    } else {
+        message_data(doc);
     }
     doc.insert("@version".to_owned(), Value::String("1".to_owned()));
-    let valid = str_field(doc, "@timestamp").is_some_and(timestamp::is_valid);
-    if !valid {
-        let ts = str_field(doc, "UtcTime")
-            .and_then(timestamp::from_utc_time)
-            .unwrap_or_else(|| now.to_owned());
-        doc.insert("@timestamp".to_owned(), Value::String(ts));
+    let ts = timestamp::choose(doc, settings.timestamp, settings.timezone, now);
+    doc.insert("@timestamp".to_owned(), Value::String(ts));
+    if settings.ecs {
+        ecs::add(doc);
+    }
+}
+
+/// Whether a rendered value is an insert Windows failed to expand (`%9`, `%%1833`).
+fn unexpanded(v: &str) -> bool {
+    let digits = v.trim_start_matches('%');
+    v.starts_with('%') && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+fn set_title(doc: &mut Map<String, Value>, title: &str) {
+    let title = title.strip_suffix(':').unwrap_or(title).trim();
+    if !title.is_empty() && !doc.contains_key("MessageTitle") {
+        doc.insert("MessageTitle".to_owned(), Value::String(title.to_owned()));
     }
 }
 
@@ -184,9 +223,11 @@ fn fill_from_message(doc: &mut Map<String, Value>) {
     };
     let registry = matches!(event_id(doc), Some(12..=14));
     let rendered = message::parse_sysmon(message);
+    let title = rendered.title.to_owned();
     let updates: Vec<(String, String)> = rendered
         .fields
         .iter()
+        .filter(|(_, value)| !unexpanded(value))
         .filter(|(key, _)| match doc.get(*key) {
             None => true,
             Some(Value::String(s)) => *key == "EventType" && registry && s == "INFO",
@@ -197,6 +238,42 @@ fn fill_from_message(doc: &mut Map<String, Value>) {
     for (key, value) in updates {
         doc.insert(key, Value::String(value));
     }
+    set_title(doc, &title);
+}
+
+fn message_data(doc: &mut Map<String, Value>) {
+    let Some(message) = str_field(doc, "Message") else {
+        return;
+    };
+    let parsed = message::parse_sectioned(message);
+    let title = parsed.title.to_owned();
+    let mut data = Map::new();
+    for (section, key, value) in parsed.fields {
+        if unexpanded(&value) {
+            continue;
+        }
+        let name = match section {
+            Some(s) => format!("{}_{}", message::field_part(s), message::field_part(key)),
+            None => message::field_part(key),
+        };
+        if name.is_empty() {
+            continue;
+        }
+        match data.get_mut(&name) {
+            None => {
+                data.insert(name, Value::String(value));
+            }
+            Some(Value::Array(items)) => items.push(Value::String(value)),
+            Some(first) => {
+                let first = first.take();
+                data.insert(name, Value::Array(vec![first, Value::String(value)]));
+            }
+        }
+    }
+    if !data.is_empty() {
+        doc.insert("MessageData".to_owned(), Value::Object(data));
+    }
+    set_title(doc, &title);
 }
 
 #[cfg(test)]
@@ -220,7 +297,11 @@ mod tests {
             },
         )
         .unwrap();
-        Encoder::new(&IndexName::try_from("idx".to_owned()).unwrap()).encode(chunks.remove(0))
+        Encoder::new(
+            &IndexName::try_from("idx".to_owned()).unwrap(),
+            Settings::default(),
+        )
+        .encode(chunks.remove(0))
     }
 
     fn doc(c: &EncodedChunk, i: usize) -> Map<String, Value> {
@@ -251,10 +332,14 @@ mod tests {
         let d = doc(&encode(&rec.to_string()), 0);
         assert_eq!(d["EventType"], "INFO");
         assert_eq!(d["Image"], "C:\\a.exe");
-        let sec = json!({"Channel": "Security", "EventID": 4624,
-            "Message": "An account was logged on.\r\n\r\nSubject:\r\n\tSecurity ID:\t\tS-1-5-18"});
+        // Security: the rendered fields go to their own namespace; nothing top-level changes.
+        let sec = json!({"Channel": "Security", "EventID": 4624, "SubjectUserSid": "S-1-5-18",
+            "Message": "An account was logged on.\r\n\r\nSubject:\r\n\tSecurity ID:\t\tS-1-5-18\r\n\tLogon ID:\t\t%9"});
         let d = doc(&encode(&sec.to_string()), 0);
-        assert_eq!(d.len(), 5);
+        assert_eq!(d["MessageData"], json!({"Subject_SecurityID": "S-1-5-18"}));
+        assert_eq!(d["MessageTitle"], "An account was logged on.");
+        assert_eq!(d["SubjectUserSid"], "S-1-5-18");
+        assert_eq!(d.len(), 8);
     }
 
     #[test]

@@ -189,10 +189,11 @@ impl EsClient {
         })
     }
 
-    /// Installs or updates the pipeline's index template.
-    pub async fn install_template(&self, p: &Pipeline) -> Result<(), EsError> {
+    /// Installs or updates the pipeline's index template, for the server `info` describes.
+    pub async fn install_template(&self, p: &Pipeline, info: &ServerInfo) -> Result<(), EsError> {
         let name = p.template_name();
-        let body = template::body(&p.index, &p.template);
+        let flavor = template::Flavor::of(&info.distribution, &info.version);
+        let body = template::body(&p.index, &p.template, p.transform.ecs, flavor);
         let response = self
             .client
             .indices()

@@ -11,6 +11,7 @@ pub mod decode;
 pub mod metrics;
 pub mod pipeline;
 pub mod redact;
+pub mod replay;
 pub mod sink;
 pub mod source;
 pub mod transform;

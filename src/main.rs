@@ -85,6 +85,11 @@ enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Summarise or replay a dead letter file.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Show or reset the stored positions of inputs.
     Checkpoints {
         #[command(subcommand)]
@@ -109,6 +114,25 @@ enum Command {
         /// For OpenSearch 2.7+ (`flat_object` instead of Elasticsearch's `flattened`).
         #[arg(long)]
         opensearch: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Count the records of a dead letter file by reason, status and input.
+    List {
+        /// The file (default evtship.dlq.ndjson).
+        path: Option<PathBuf>,
+    },
+    /// Send the records again (after fixing the cause); what is delivered leaves the file.
+    Replay {
+        /// The dead letter file.
+        path: PathBuf,
+        /// Pipeline file giving the target (index, connection); flags work as for `run`.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        #[command(flatten)]
+        source: Box<SourceArgs>,
     },
 }
 
@@ -187,6 +211,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Dlq { action } => dlq(action),
         Command::Checkpoints {
             action,
             checkpoint_dir,
@@ -232,12 +257,100 @@ fn main() -> ExitCode {
             let opts = RunOptions {
                 progress: !no_progress,
                 from_start,
-                stop: Default::default(),
+                ..RunOptions::new()
             };
             match run(&p, summary_json.as_deref(), opts) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn dlq(action: DlqAction) -> ExitCode {
+    match action {
+        DlqAction::List { path } => {
+            let path = path.unwrap_or_else(|| PathBuf::from(evtship::config::DEFAULT_DEAD_LETTER));
+            match evtship::replay::summarize(&path) {
+                Ok(s) => {
+                    println!(
+                        "{}: {} records, {} replayable",
+                        path.display(),
+                        s.total,
+                        s.replayable
+                    );
+                    let show = |title: &str, m: &std::collections::BTreeMap<String, usize>| {
+                        println!("by {title}:");
+                        let mut v: Vec<_> = m.iter().collect();
+                        v.sort_by(|a, b| b.1.cmp(a.1));
+                        for (k, n) in v {
+                            println!("  {n:>8}  {k}");
+                        }
+                    };
+                    show("reason", &s.reasons);
+                    show("status", &s.statuses);
+                    show("input", &s.inputs);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        DlqAction::Replay {
+            path,
+            pipeline,
+            mut source,
+        } => {
+            // The records go where the pipeline says; its own inputs are not read.
+            source.inputs = vec![path.display().to_string()];
+            let p = match load(pipeline.as_deref(), *source) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: starting the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(evtship::replay::replay(&p, &path, RunOptions::new())) {
+                Ok(r) => {
+                    let _ = r.report.summary.write_table(&mut std::io::stderr());
+                    eprintln!(
+                        "replayed {} records from {}: {} indexed, {} already present; \
+                         {} failed again and {} unreplayable lines stay in the file",
+                        r.report.summary.events_read,
+                        path.display(),
+                        r.report.summary.events_indexed,
+                        r.report.summary.duplicates,
+                        r.still_failing,
+                        r.unreplayable
+                    );
+                    if let Some(e) = &r.report.error {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(1);
+                    }
+                    ExitCode::from(if r.still_failing + r.unreplayable > 0 {
+                        3
+                    } else {
+                        0
+                    })
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -89,10 +89,22 @@ pub struct RunOptions {
     pub progress: bool,
     /// Ignore stored positions and read every input from its start.
     pub from_start: bool,
+    /// Keep checkpoints (the default for deliveries to the engine).
+    pub checkpoints: bool,
+}
+
+impl RunOptions {
+    /// Options for a run from the command line: checkpoints kept, no progress line.
+    pub fn new() -> Self {
+        Self {
+            checkpoints: true,
+            ..Self::default()
+        }
+    }
 }
 
 enum Sink {
-    Engine(BulkSink),
+    Engine(Box<BulkSink>),
     File(Option<std::path::PathBuf>, FileFormat),
 }
 
@@ -133,7 +145,11 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
                     p.index
                 );
             }
-            Sink::Engine(BulkSink::new(client, p.bulk.clone()))
+            Sink::Engine(Box::new(BulkSink::new(
+                client,
+                p.bulk.clone(),
+                p.mode == Mode::Tail,
+            )))
         }
         OutputTarget::Ndjson(path) => Sink::File(path.clone(), FileFormat::Documents),
         OutputTarget::Bulk(path) => Sink::File(path.clone(), FileFormat::Bulk),
@@ -141,7 +157,7 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
 
     // Positions are kept for deliveries to the engine; a file output is written anew each run.
     let checkpoints = match p.output {
-        OutputTarget::Elasticsearch => Some(Checkpoints::open(
+        OutputTarget::Elasticsearch if opts.checkpoints => Some(Checkpoints::open(
             &p.checkpoint_dir,
             &p.name,
             p.index.as_str(),

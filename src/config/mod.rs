@@ -113,6 +113,10 @@ pub struct BulkSection {
     pub max_backoff_ms: NonZeroUsize,
     /// A partial request is sent after waiting this long for more documents (milliseconds).
     pub flush_interval_ms: NonZeroUsize,
+    /// Send at most this many events per second (shared clusters); unlimited when unset.
+    pub max_events_per_second: Option<std::num::NonZeroU32>,
+    /// Send at most this many bytes per second (`"2MiB"` or a number); unlimited when unset.
+    pub max_bytes_per_second: Option<ByteSize>,
 }
 
 impl Default for BulkSection {
@@ -125,6 +129,8 @@ impl Default for BulkSection {
             initial_backoff_ms: NonZeroUsize::new(200).expect("non-zero"),
             max_backoff_ms: NonZeroUsize::new(30_000).expect("non-zero"),
             flush_interval_ms: NonZeroUsize::new(200).expect("non-zero"),
+            max_events_per_second: None,
+            max_bytes_per_second: None,
         }
     }
 }

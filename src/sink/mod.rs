@@ -4,6 +4,7 @@
 pub mod dlq;
 pub mod elasticsearch;
 pub mod file;
+pub mod rate;
 
 use crate::checkpoint::Checkpoints;
 use crate::metrics::Stats;

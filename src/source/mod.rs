@@ -12,6 +12,7 @@ mod gzip;
 mod tail;
 pub mod url;
 
+pub use evtx::flatten as flatten_evtx;
 pub use tail::follow;
 
 use crate::checkpoint::{Checkpoints, Resume};

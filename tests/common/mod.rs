@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,20 @@ impl TestIndex {
         v["count"]
             .as_u64()
             .unwrap_or_else(|| panic!("no count in {v}"))
+    }
+
+    /// `_count` once the engine has finished what is in flight (two readings a second apart
+    /// agree). Requests of a killed evtship may still be executing in the engine.
+    pub fn settled_count(&self) -> u64 {
+        let mut last = self.count();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+            let now = self.count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// `_count` as a search sees it now, without forcing a refresh.
@@ -314,4 +330,39 @@ impl FileServer {
     pub fn gets(&self) -> usize {
         self.gets.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// Writes `n` unique NXLog-shaped Sysmon records (one `RecordNumber` each) to `path`.
+pub fn write_records(path: &Path, n: usize, host: &str) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(
+            f,
+            r#"{{"@timestamp":"2020-05-02T02:55:56.157Z","Hostname":"{host}","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"RecordNumber":{i},"Image":"C:\\Windows\\System32\\cmd{}.exe","CommandLine":"cmd /c echo {i} {}"}}"#,
+            i % 7,
+            "x".repeat(150)
+        )
+        .unwrap();
+    }
+}
+
+/// Asserts that the index holds exactly the values `0..total` of a numeric field, each once:
+/// `total` documents, no value twice (an exact terms aggregation on one shard), all in range.
+pub fn assert_each_once(index: &TestIndex, field: &str, total: u64) {
+    assert_eq!(index.settled_count(), total, "documents");
+    let v = index.search(json!({"size": 0, "aggs": {
+        "twice": {"terms": {"field": field, "min_doc_count": 2, "size": 5}},
+        "range": {"stats": {"field": field}}
+    }}));
+    let twice = &v["aggregations"]["twice"]["buckets"];
+    assert_eq!(
+        twice.as_array().map(Vec::len),
+        Some(0),
+        "values indexed twice: {twice}"
+    );
+    let stats = &v["aggregations"]["range"];
+    assert_eq!(stats["count"].as_u64(), Some(total), "{stats}");
+    assert_eq!(stats["min"].as_f64(), Some(0.0), "{stats}");
+    assert_eq!(stats["max"].as_f64(), Some((total - 1) as f64), "{stats}");
 }

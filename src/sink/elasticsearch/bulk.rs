@@ -10,6 +10,7 @@
 
 use super::{error_chain, refused, EsClient, EsError};
 use crate::config::BulkSection;
+use crate::sink::rate::RateLimits;
 use crate::sink::Accounting;
 use crate::transform::EncodedChunk;
 use elasticsearch::BulkParts;
@@ -69,6 +70,9 @@ struct Retry {
 pub struct BulkSink {
     client: EsClient,
     settings: BulkSection,
+    /// `None`: retry without limit (tail mode).
+    max_retries: Option<u32>,
+    limits: RateLimits,
 }
 
 fn retryable(status: u16) -> bool {
@@ -102,9 +106,21 @@ fn item_reason(error: Option<&Value>, status: u16) -> String {
 }
 
 impl BulkSink {
-    /// A sink over a connected client.
-    pub fn new(client: EsClient, settings: BulkSection) -> Self {
-        Self { client, settings }
+    /// A sink over a connected client. With `retry_forever` (tail mode) retryable failures are
+    /// retried without limit; otherwise `max_retries` times, then dead-lettered.
+    pub fn new(client: EsClient, settings: BulkSection, retry_forever: bool) -> Self {
+        let limits = RateLimits::new(
+            settings.max_events_per_second,
+            settings
+                .max_bytes_per_second
+                .and_then(|b| std::num::NonZeroU32::new(b.0.min(u32::MAX as usize) as u32)),
+        );
+        Self {
+            max_retries: (!retry_forever).then_some(settings.max_retries),
+            client,
+            settings,
+            limits,
+        }
     }
 
     /// Sends every chunk received until the channel closes, then waits for every request.
@@ -116,8 +132,9 @@ impl BulkSink {
         let me = Arc::new(self);
         let permits = Arc::new(Semaphore::new(me.settings.concurrency.get()));
         let mut tasks: JoinSet<Result<(), EsError>> = JoinSet::new();
-        let max_events = me.settings.max_events.get();
-        let max_bytes = me.settings.max_bytes.0;
+        let (max_events, max_bytes) = me
+            .limits
+            .cap(me.settings.max_events.get(), me.settings.max_bytes.0);
         let flush_after = Duration::from_millis(me.settings.flush_interval_ms.get() as u64);
         let mut batch: Vec<Item> = Vec::with_capacity(max_events);
         let mut batch_bytes = 0usize;
@@ -181,6 +198,8 @@ impl BulkSink {
         tasks: &mut JoinSet<Result<(), EsError>>,
         acct: &Arc<Accounting>,
     ) -> Result<(), EsError> {
+        let bytes = items.iter().map(|i| i.bytes().len()).sum();
+        self.limits.acquire(items.len(), bytes).await;
         // Waiting for a permit is the backpressure: readers pause while requests are in flight.
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         let me = self.clone();
@@ -205,11 +224,8 @@ impl BulkSink {
                 return Ok(());
             };
             attempt += 1;
-            if attempt > self.settings.max_retries {
-                let reason = format!(
-                    "gave up after {} retries: {}",
-                    self.settings.max_retries, retry.reason
-                );
+            if let Some(limit) = self.max_retries.filter(|limit| attempt > *limit) {
+                let reason = format!("gave up after {limit} retries: {}", retry.reason);
                 tracing::error!("{} records: {reason}", retry.items.len());
                 for item in &retry.items {
                     acct.dead_letter(&item.chunk, item.line(), &reason, None, None);
@@ -221,11 +237,13 @@ impl BulkSink {
                 .retries
                 .fetch_add(retry.items.len() as u64, Relaxed);
             let delay = backoff(&self.settings, attempt);
+            let of = self
+                .max_retries
+                .map_or_else(|| "no limit".to_owned(), |m| m.to_string());
             tracing::warn!(
-                "{} records to retry in {:.1} s (attempt {attempt} of {}): {}",
+                "{} records to retry in {:.1} s (attempt {attempt} of {of}): {}",
                 retry.items.len(),
                 delay.as_secs_f64(),
-                self.settings.max_retries,
                 retry.reason
             );
             tokio::time::sleep(delay).await;

@@ -77,6 +77,10 @@ enum Command {
         /// Follow growing files and new files matching the inputs until stopped (SIGINT/SIGTERM).
         #[arg(long)]
         tail: bool,
+        /// Take only share I of N of the records (several processes or machines splitting one
+        /// backfill; stable ids keep the union exact).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<evtship::config::Shard>,
     },
     /// Validate a pipeline file without sending anything; exit 0 when valid.
     Check {
@@ -156,6 +160,7 @@ fn overrides(s: SourceArgs) -> Overrides {
         dead_letter: s.dead_letter,
         cache_dir: s.cache_dir,
         tail: false,
+        shard: None,
         checkpoint_dir: s.checkpoint_dir,
         user: std::env::var("ES_USER").ok().filter(|v| !v.is_empty()),
         password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
@@ -204,7 +209,12 @@ fn main() -> ExitCode {
             } else {
                 template::Flavor::Elasticsearch
             };
-            let body = template::body(&index, &TemplateSection::default(), ecs, flavor);
+            let features = template::Features {
+                ecs,
+                flavor,
+                data_stream: false,
+            };
+            let body = template::body(&index, &TemplateSection::default(), features);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&body).expect("serialisable")
@@ -239,9 +249,11 @@ fn main() -> ExitCode {
             no_progress,
             from_start,
             tail,
+            shard,
         } => {
             let mut ov = overrides(source);
             ov.tail = tail;
+            ov.shard = shard;
             let loaded = pipeline
                 .as_deref()
                 .map(PipelineFile::load)

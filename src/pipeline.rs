@@ -157,11 +157,18 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
 
     // Positions are kept for deliveries to the engine; a file output is written anew each run.
     let checkpoints = match p.output {
-        OutputTarget::Elasticsearch if opts.checkpoints => Some(Checkpoints::open(
-            &p.checkpoint_dir,
-            &p.name,
-            p.index.as_str(),
-        )?),
+        OutputTarget::Elasticsearch if opts.checkpoints => {
+            // Each share of a split backfill keeps its own positions.
+            let name = match p.shard {
+                Some(s) => format!("{}#{s}", p.name),
+                None => p.name.clone(),
+            };
+            Some(Checkpoints::open(
+                &p.checkpoint_dir,
+                &name,
+                p.index.as_str(),
+            )?)
+        }
         _ => None,
     };
     let acct = Arc::new(Accounting {
@@ -177,6 +184,7 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
         cache_dir: p.cache_dir.clone(),
         threads: workers,
         from_start: opts.from_start,
+        shard: p.shard,
     };
     let reader = {
         let acct = acct.clone();

@@ -4,9 +4,10 @@
 //! that a run needs at least one input (from the file or from `--input`). Values are checked
 //! while the file is parsed, so an error names the line and column at fault.
 
+mod env;
 mod types;
 
-pub use types::{ByteSize, IndexName, OutputTarget};
+pub use types::{ByteSize, IndexName, OutputTarget, Shard};
 
 use serde::Deserialize;
 use std::num::NonZeroUsize;
@@ -58,8 +59,17 @@ pub struct ElasticsearchSection {
     pub api_key: Option<String>,
     /// Elastic Cloud id.
     pub cloud_id: Option<String>,
+    /// Bearer token (`Authorization: Bearer ...`).
+    pub bearer_token: Option<String>,
+    /// File holding the password (its first line).
+    pub password_file: Option<PathBuf>,
+    /// File holding the API key (its first line).
+    pub api_key_file: Option<PathBuf>,
     /// Per-request timeout in seconds.
     pub timeout_seconds: Option<NonZeroUsize>,
+    /// Write to a data stream of this name instead of an index (`op_type` create; the template
+    /// declares the stream).
+    pub data_stream: Option<bool>,
 }
 
 /// The `[template]` section: the composable index template installed at start.
@@ -76,6 +86,8 @@ pub struct TemplateSection {
     pub replicas: Option<usize>,
     /// Strings longer than this are not indexed in the `.keyword` sub-field.
     pub ignore_above: NonZeroUsize,
+    /// Elasticsearch ILM policy attached to the index (ignored, with a warning, on OpenSearch).
+    pub ilm_policy: Option<String>,
     /// The index's field limit (`index.mapping.total_fields.limit`). Every string field counts
     /// twice (text and `.keyword`): all of ../shared/datasets makes 956 fields.
     pub total_fields_limit: NonZeroUsize,
@@ -90,6 +102,7 @@ impl Default for TemplateSection {
             replicas: None,
             ignore_above: NonZeroUsize::new(1024).expect("non-zero"),
             total_fields_limit: NonZeroUsize::new(2000).expect("non-zero"),
+            ilm_policy: None,
         }
     }
 }
@@ -221,11 +234,45 @@ pub struct PipelineFile {
 impl PipelineFile {
     /// Reads and parses a pipeline file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let text = env::interpolate(&raw, |name| std::env::var(name).ok()).map_err(
+            |(line, message)| ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("line {line}: {message}"),
+            },
+        )?;
+        let file = Self::parse(&text, path)?;
+        file.warn_if_secrets_are_exposed(&raw, path);
+        Ok(file)
+    }
+
+    /// Warns when the file itself holds a secret (not `${VAR}` or a `*_file`) and others may
+    /// read it.
+    fn warn_if_secrets_are_exposed(&self, raw: &str, path: &Path) {
+        let literal = |key: &str| {
+            raw.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with(key) && l.contains('=') && !l.contains("${")
+            })
+        };
+        let holds_secret = ["password", "api_key", "bearer_token"]
+            .iter()
+            .any(|k| literal(&format!("{k} ")) || literal(&format!("{k}=")));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+            if holds_secret && mode & 0o044 != 0 {
+                tracing::warn!(
+                    "{} holds a secret and other users may read it (mode {:o}): use ${{ENV}} or a *_file setting, or chmod 600",
+                    path.display(),
+                    mode & 0o777
+                );
+            }
+        }
     }
 
     /// Parses pipeline text; `path` only names the file in errors.
@@ -254,6 +301,8 @@ pub struct Overrides {
     pub cache_dir: Option<PathBuf>,
     /// `--tail`.
     pub tail: bool,
+    /// `--shard I/N`.
+    pub shard: Option<Shard>,
     /// `--checkpoint-dir`.
     pub checkpoint_dir: Option<PathBuf>,
     /// `ES_USER`.
@@ -300,6 +349,8 @@ pub struct Pipeline {
     pub checkpoint_dir: PathBuf,
     /// Record to document rules.
     pub transform: crate::transform::Settings,
+    /// This process's share of the records, when a backfill is split across processes.
+    pub shard: Option<Shard>,
 }
 
 impl Pipeline {
@@ -352,6 +403,26 @@ impl Pipeline {
         if let Some(url) = &es.url {
             validate_url(url)?;
         }
+        for (slot, file, field) in [
+            (
+                &mut es.password,
+                es.password_file.clone(),
+                "elasticsearch.password_file",
+            ),
+            (
+                &mut es.api_key,
+                es.api_key_file.clone(),
+                "elasticsearch.api_key_file",
+            ),
+        ] {
+            if let (None, Some(file)) = (&slot, file) {
+                let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+                    field,
+                    message: format!("cannot read {}: {e}", file.display()),
+                })?;
+                *slot = Some(text.lines().next().unwrap_or_default().trim().to_owned());
+            }
+        }
         if es.api_key.is_some() && (es.user.is_some() || es.password.is_some()) {
             return Err(ConfigError::Invalid {
                 field: "elasticsearch.api_key",
@@ -362,6 +433,12 @@ impl Pipeline {
             return Err(ConfigError::Invalid {
                 field: "elasticsearch.password",
                 message: "a password needs a user (elasticsearch.user or ES_USER)".into(),
+            });
+        }
+        if es.data_stream == Some(true) && index.is_dated() {
+            return Err(ConfigError::Invalid {
+                field: "elasticsearch.data_stream",
+                message: "a data stream has one name: drop the %{+date} pattern".into(),
             });
         }
         let dead_letter = ov
@@ -383,6 +460,7 @@ impl Pipeline {
             ecs: file.transform.ecs,
         };
         Ok(Self {
+            shard: ov.shard,
             transform,
             mode: if ov.tail { Mode::Tail } else { file.mode },
             cache_dir,
@@ -416,7 +494,7 @@ impl Pipeline {
         self.template
             .name
             .clone()
-            .unwrap_or_else(|| format!("evtship-{}", self.index))
+            .unwrap_or_else(|| format!("evtship-{}", self.index.pattern().replace('*', "")))
     }
 }
 
@@ -513,6 +591,20 @@ mod tests {
         );
         let err = parse("[transform]\ndialect = \"syslog\"\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "id:secret\n").unwrap();
+        let file = parse(&format!(
+            "inputs = [\"a\"]\n[elasticsearch]\napi_key_file = \"{}\"\n",
+            key.display()
+        ))
+        .unwrap();
+        let p = Pipeline::resolve(Some(file), Overrides::default()).unwrap();
+        assert_eq!(p.elasticsearch.api_key.as_deref(), Some("id:secret"));
     }
 
     #[test]

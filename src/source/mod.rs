@@ -71,6 +71,8 @@ pub struct ReadOptions {
     pub threads: usize,
     /// Ignore stored positions and read every input from its start.
     pub from_start: bool,
+    /// Take only this share of the records.
+    pub shard: Option<crate::config::Shard>,
 }
 
 /// Why the inputs could not be resolved.
@@ -241,7 +243,7 @@ pub fn read_input(
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) -> Flow {
     let label: Arc<str> = Arc::from(input.label());
-    let ctx = StreamContext::new(input.id, stats);
+    let ctx = StreamContext::new(input.id, stats).sharded(opts.shard);
     match &input.location {
         Location::Path(path) => read_path(path, &label, &ctx, opts, checkpoints, emit),
         Location::Url(url) => match url::fetch(url, &opts.cache_dir) {
@@ -434,6 +436,7 @@ pub(crate) struct StreamContext<'a> {
     pub stats: &'a Stats,
     pub counters: Arc<InputCounters>,
     cursor: Cell<Cursor>,
+    shard: Option<crate::config::Shard>,
 }
 
 impl<'a> StreamContext<'a> {
@@ -447,7 +450,13 @@ impl<'a> StreamContext<'a> {
             stats,
             counters: stats.input(input),
             cursor: Cell::new(cursor),
+            shard: None,
         }
+    }
+
+    fn sharded(mut self, shard: Option<crate::config::Shard>) -> Self {
+        self.shard = shard;
+        self
     }
 
     /// Hands a chunk over, numbering it for checkpoints and dropping records to skip.
@@ -461,6 +470,9 @@ impl<'a> StreamContext<'a> {
         }
         c.records += n;
         chunk.records_end = c.records;
+        if let Some(shard) = self.shard {
+            chunk.lines.retain(|l| shard.takes(l.number));
+        }
         if chunk.lines.is_empty() {
             self.cursor.set(c);
             return Flow::Continue;

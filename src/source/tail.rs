@@ -193,7 +193,7 @@ impl Follower<'_> {
                 id,
                 location: Location::Path(path),
             };
-            let ctx = StreamContext::new(id, self.stats);
+            let ctx = StreamContext::new(id, self.stats).sharded(self.opts.shard);
             let label: Arc<str> = Arc::from(input.label());
             if let Location::Path(p) = &input.location {
                 read_path(p, &label, &ctx, self.opts, self.checkpoints, emit);
@@ -271,7 +271,7 @@ impl Follower<'_> {
             }
         };
         t.idle_looks = 0;
-        let ctx = StreamContext::with_cursor(t.id, stats, t.cursor);
+        let ctx = StreamContext::with_cursor(t.id, stats, t.cursor).sharded(self.opts.shard);
         let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, &buf[..complete]);
         let (flow, end) = ctx.lines_to(&mut reader, &t.label, t.pos, emit);
         t.cursor = ctx.cursor.get();

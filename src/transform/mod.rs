@@ -94,18 +94,20 @@ pub struct Settings {
 /// Turns records into documents for one index.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    action_prefix: Vec<u8>,
+    index: IndexName,
+    /// The action line up to the id, for an index that does not depend on the document.
+    fixed_prefix: Option<Vec<u8>>,
     settings: Settings,
 }
 
 impl Encoder {
-    /// An encoder writing `create` actions for `index`.
+    /// An encoder writing `create` actions for `index` (dated names resolved per document from
+    /// its `@timestamp`, in UTC).
     pub fn new(index: &IndexName, settings: Settings) -> Self {
-        // Index names are validated: they hold no character that needs JSON escaping.
-        let action_prefix =
-            format!("{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"").into_bytes();
+        let fixed_prefix = (!index.is_dated()).then(|| action_prefix(index.as_str()));
         Self {
-            action_prefix,
+            index: index.clone(),
+            fixed_prefix,
             settings,
         }
     }
@@ -137,7 +139,15 @@ impl Encoder {
             };
             normalise(&mut doc, &now, &self.settings);
             let start = buf.len();
-            buf.extend_from_slice(&self.action_prefix);
+            match &self.fixed_prefix {
+                Some(prefix) => buf.extend_from_slice(prefix),
+                None => {
+                    let time = str_field(&doc, "@timestamp")
+                        .and_then(timestamp::parse_utc)
+                        .unwrap_or_else(chrono::Utc::now);
+                    buf.extend_from_slice(&action_prefix(&self.index.for_time(time)));
+                }
+            }
             buf.extend_from_slice(id::document_id(&doc, line, raw.lines[i].number).as_bytes());
             buf.extend_from_slice(b"\"}}\n");
             let doc_start = buf.len();
@@ -157,6 +167,12 @@ impl Encoder {
             rejected,
         }
     }
+}
+
+/// `{"create":{"_index":"<index>","_id":"` (index names are validated: nothing in them needs
+/// JSON escaping).
+fn action_prefix(index: &str) -> Vec<u8> {
+    format!("{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"").into_bytes()
 }
 
 fn kind(v: &Value) -> &'static str {

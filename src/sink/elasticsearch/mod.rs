@@ -1,6 +1,7 @@
 //! The Elasticsearch / OpenSearch sink: connection, template, bulk requests with retries.
 
 mod bulk;
+pub mod cloud;
 pub mod template;
 
 pub use bulk::BulkSink;
@@ -8,7 +9,7 @@ pub use bulk::BulkSink;
 use crate::config::Pipeline;
 use crate::redact;
 use elasticsearch::auth::Credentials;
-use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::Elasticsearch;
 use std::time::Duration;
@@ -104,10 +105,10 @@ fn percent_decode(s: &str) -> String {
 fn credentials(p: &Pipeline, from_url: Option<(String, String)>) -> Option<Credentials> {
     let es = &p.elasticsearch;
     if let Some(key) = &es.api_key {
-        return Some(match key.split_once(':') {
-            Some((id, secret)) => Credentials::ApiKey(id.to_owned(), secret.to_owned()),
-            None => Credentials::EncodedApiKey(key.clone()),
-        });
+        return Some(Credentials::AuthorizationHeader(cloud::api_key_header(key)));
+    }
+    if let Some(token) = &es.bearer_token {
+        return Some(Credentials::Bearer(token.clone()));
     }
     if let Some(user) = &es.user {
         return Some(Credentials::Basic(
@@ -126,26 +127,19 @@ impl EsClient {
                 .timeout_seconds
                 .map_or(120, |t| t.get() as u64),
         );
-        if let Some(cloud_id) = &p.elasticsearch.cloud_id {
-            let shown_url = format!(
-                "Elastic Cloud deployment {}",
-                cloud_id.split(':').next().unwrap_or("")
-            );
-            let creds = credentials(p, None).ok_or_else(|| EsError::Setup {
-                url: shown_url.clone(),
-                message: "a Cloud ID needs an API key or a user and password".into(),
-            })?;
-            let transport = Transport::cloud(cloud_id, creds).map_err(|e| EsError::Setup {
-                url: shown_url.clone(),
-                message: format!("invalid Cloud ID: {e}"),
-            })?;
-            return Ok(Self {
-                client: Elasticsearch::new(transport),
-                shown_url,
-            });
-        }
-        let (url, userinfo) = split_userinfo(p.url());
-        let shown_url = redact::url(p.url());
+        let cloud = match &p.elasticsearch.cloud_id {
+            Some(id) => Some(cloud::decode(id).map_err(|message| EsError::Setup {
+                url: "the Cloud ID".into(),
+                message: format!("invalid Cloud ID: {message}"),
+            })?),
+            None => None,
+        };
+        let configured = match &cloud {
+            Some(c) => c.elasticsearch.clone(),
+            None => p.url().to_owned(),
+        };
+        let (url, userinfo) = split_userinfo(&configured);
+        let shown_url = redact::url(&configured);
         let parsed = elasticsearch::http::Url::parse(&url).map_err(|e| EsError::Setup {
             url: shown_url.clone(),
             message: e.to_string(),
@@ -180,20 +174,49 @@ impl EsClient {
             return Err(refused("GET /", status, &body));
         }
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        Ok(ServerInfo {
+        let info = ServerInfo {
             distribution: v["version"]["distribution"]
                 .as_str()
                 .unwrap_or("elasticsearch")
                 .to_owned(),
             version: v["version"]["number"].as_str().unwrap_or("?").to_owned(),
-        })
+        };
+        // No product check refuses anything: Elasticsearch 7.10+ and OpenSearch 1 to 3 are
+        // known to work; anything else gets one line and a try.
+        let major_minor = |v: &str| {
+            let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            (it.next().unwrap_or(0), it.next().unwrap_or(0))
+        };
+        let known = match info.distribution.as_str() {
+            "opensearch" => (1..=3).contains(&major_minor(&info.version).0),
+            _ => major_minor(&info.version) >= (7, 10),
+        };
+        if !known {
+            tracing::warn!(
+                "{} {} is not a version evtship was made for (Elasticsearch 7.10+, OpenSearch 1-3); trying anyway",
+                info.distribution,
+                info.version
+            );
+        }
+        Ok(info)
     }
 
     /// Installs or updates the pipeline's index template, for the server `info` describes.
     pub async fn install_template(&self, p: &Pipeline, info: &ServerInfo) -> Result<(), EsError> {
         let name = p.template_name();
         let flavor = template::Flavor::of(&info.distribution, &info.version);
-        let body = template::body(&p.index, &p.template, p.transform.ecs, flavor);
+        if p.template.ilm_policy.is_some() && flavor != template::Flavor::Elasticsearch {
+            tracing::warn!(
+                "ILM is an Elasticsearch feature: ilm_policy is not applied on {} (use an ISM policy there)",
+                info.distribution
+            );
+        }
+        let features = template::Features {
+            ecs: p.transform.ecs,
+            flavor,
+            data_stream: p.elasticsearch.data_stream == Some(true),
+        };
+        let body = template::body(&p.index, &p.template, features);
         let response = self
             .client
             .indices()

@@ -44,6 +44,17 @@ impl Flavor {
     }
 }
 
+/// What the template must provide beyond the `[template]` section.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features {
+    /// ECS field mappings.
+    pub ecs: bool,
+    /// The engine family and version.
+    pub flavor: Flavor,
+    /// Declare a data stream.
+    pub data_stream: bool,
+}
+
 /// The body of `PUT _index_template/<name>` for `index`.
 ///
 /// - Strings are `text` with a `.keyword` sub-field (`ignore_above` as configured).
@@ -59,7 +70,12 @@ impl Flavor {
 ///   date-looking string never fixes a field's type.
 /// - The ECS fields evtship adds (`ecs = true`) get their ECS types: keywords, `long` ports and
 ///   pids, `ip` addresses.
-pub fn body(index: &IndexName, t: &TemplateSection, ecs: bool, flavor: Flavor) -> Value {
+pub fn body(index: &IndexName, t: &TemplateSection, features: Features) -> Value {
+    let Features {
+        ecs,
+        flavor,
+        data_stream,
+    } = features;
     let string = json!({
         "type": "text",
         "fields": { "keyword": { "type": "keyword", "ignore_above": t.ignore_above.get() } }
@@ -70,6 +86,11 @@ pub fn body(index: &IndexName, t: &TemplateSection, ecs: bool, flavor: Flavor) -
     });
     if let Some(replicas) = t.replicas {
         index_settings["number_of_replicas"] = json!(replicas);
+    }
+    if let Some(policy) = &t.ilm_policy {
+        if flavor == Flavor::Elasticsearch {
+            index_settings["lifecycle"] = json!({ "name": policy });
+        }
     }
     let mut properties = Map::new();
     properties.insert("@timestamp".into(), json!({ "type": "date" }));
@@ -86,8 +107,8 @@ pub fn body(index: &IndexName, t: &TemplateSection, ecs: bool, flavor: Flavor) -
         add_ecs(&mut properties, &string, t);
     }
     let dynamic = |name: &str, kind: &str| json!({ name: { "match_mapping_type": kind, "mapping": string.clone() } });
-    json!({
-        "index_patterns": [index.as_str()],
+    let mut body = json!({
+        "index_patterns": [index.pattern()],
         "priority": PRIORITY,
         "template": {
             "settings": { "index": index_settings },
@@ -104,7 +125,11 @@ pub fn body(index: &IndexName, t: &TemplateSection, ecs: bool, flavor: Flavor) -
             }
         },
         "_meta": { "managed_by": "evtship", "evtship_version": env!("CARGO_PKG_VERSION") }
-    })
+    });
+    if data_stream {
+        body["data_stream"] = json!({});
+    }
+    body
 }
 
 /// ECS types of the fields [`crate::transform::ecs`] adds. Only with `ecs = true`: ECS `host`
@@ -195,8 +220,11 @@ mod tests {
         let b = body(
             &IndexName::try_from("logstashindex".to_owned()).unwrap(),
             &t,
-            true,
-            Flavor::OpenSearch,
+            Features {
+                ecs: true,
+                flavor: Flavor::OpenSearch,
+                data_stream: false,
+            },
         );
         assert_eq!(b["index_patterns"][0], "logstashindex");
         assert_eq!(b["template"]["mappings"]["date_detection"], false);

@@ -299,7 +299,7 @@ fn a_backfill_killed_ten_times_ends_with_every_record_once() {
     let dir = tempfile::tempdir().unwrap();
     let index = TestIndex::new("sigkill");
     let input = dir.path().join("r.json");
-    let total = 150_000u64;
+    let total = 250_000u64;
     write_records(&input, total as usize, "KILLED");
     let p = pipeline(
         dir.path(),

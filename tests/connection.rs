@@ -239,3 +239,70 @@ fn daily_indices_and_data_streams_receive_the_right_documents() {
     delete(&format!("/_data_stream/{stream}"));
     delete(&format!("/_index_template/evtship-{stream}"));
 }
+
+#[test]
+fn tls_with_the_right_ca_and_credentials_works_and_nothing_is_sent_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("tls");
+    let front = common::tls::TlsFront::start(&es_url(), dir.path(), "elastic", "right-password");
+    let input = dir.path().join("r.json");
+    write_records(&input, 50, "TLS");
+    let pipeline = |name: &str, ca: bool, password: &str| {
+        let p = dir.path().join(name);
+        let tls = if ca {
+            format!(
+                "[elasticsearch.tls]\nca_file = \"{}\"\n",
+                front.ca_file.display()
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &p,
+            format!(
+                "inputs = [\"{}\"]\n[elasticsearch]\nurl = \"{}\"\nindex = \"{}\"\nuser = \"elastic\"\npassword = \"{password}\"\n[template]\nreplicas = 0\n{tls}",
+                input.display(),
+                front.url,
+                index.name
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let forwarded =
+        |f: &common::tls::TlsFront| f.forwarded.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Without the CA: the certificate is refused before anything is sent.
+    // (ES_URL, which the helper sets for other tests, would override the file's url.)
+    let run = |p: std::path::PathBuf| {
+        evtship_env(
+            &["run", p.to_str().unwrap()],
+            dir.path(),
+            &[("ES_URL", front.url.as_str())],
+        )
+    };
+    let no_ca = run(pipeline("no-ca.toml", false, "right-password"));
+    assert_eq!(no_ca.code, 1, "{}", no_ca.stderr);
+    assert!(
+        no_ca.stderr.contains("cannot reach")
+            && no_ca.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        no_ca.stderr
+    );
+    assert_eq!(forwarded(&front), 0);
+
+    // A wrong password: a clear 401, and no document sent.
+    let wrong = run(pipeline("wrong.toml", true, "wrong-password"));
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("401"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("wrong-password"));
+    assert_eq!(forwarded(&front), 0);
+    assert_eq!(index.count(), 0);
+
+    // The right CA and credentials: delivered.
+    let ok = run(pipeline("ok.toml", true, "right-password"));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.n("events_indexed"), 50);
+    assert!(forwarded(&front) > 0);
+    assert_eq!(index.count(), 50);
+}

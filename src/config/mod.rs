@@ -48,7 +48,11 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSection {
     /// Base URL of the engine, e.g. `http://127.0.0.1:19200`; user and password may be in it.
+    /// Several nodes: separate them with commas, or use `urls`.
     pub url: Option<String>,
+    /// Several nodes of one cluster: requests go to the first that answers; a node that fails is
+    /// skipped for 30 s.
+    pub urls: Option<Vec<String>>,
     /// Target index.
     pub index: Option<IndexName>,
     /// Basic-auth user.
@@ -70,6 +74,35 @@ pub struct ElasticsearchSection {
     /// Write to a data stream of this name instead of an index (`op_type` create; the template
     /// declares the stream).
     pub data_stream: Option<bool>,
+    /// TLS settings (`[elasticsearch.tls]`).
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// The `[elasticsearch.tls]` section. By default the system's root certificates (and Mozilla's)
+/// are trusted and the server's name is checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM file of the CA (or CAs) that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Check the server's certificate. `false` accepts any certificate: loudly warned.
+    pub verify: bool,
+    /// PEM file of a client certificate (with `client_key`), for clusters that require one.
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub client_key: Option<PathBuf>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            verify: true,
+            client_cert: None,
+            client_key: None,
+        }
+    }
 }
 
 /// The `[template]` section: the composable index template installed at start.
@@ -389,6 +422,7 @@ impl Pipeline {
         let mut es = file.elasticsearch;
         if let Some(url) = ov.es_url {
             es.url = Some(url);
+            es.urls = None;
         }
         for (slot, value) in [
             (&mut es.user, ov.user),
@@ -400,8 +434,19 @@ impl Pipeline {
                 *slot = value;
             }
         }
-        if let Some(url) = &es.url {
-            validate_url(url)?;
+        if es.url.is_some() && es.urls.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "elasticsearch.urls",
+                message: "set either url or urls, not both".into(),
+            });
+        }
+        for url in es
+            .url
+            .iter()
+            .flat_map(|u| u.split(','))
+            .chain(es.urls.iter().flatten().map(String::as_str))
+        {
+            validate_url(url.trim())?;
         }
         for (slot, file, field) in [
             (
@@ -422,6 +467,12 @@ impl Pipeline {
                 })?;
                 *slot = Some(text.lines().next().unwrap_or_default().trim().to_owned());
             }
+        }
+        if es.tls.client_cert.is_some() != es.tls.client_key.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "elasticsearch.tls.client_cert",
+                message: "a client certificate needs its key (client_cert and client_key)".into(),
+            });
         }
         if es.api_key.is_some() && (es.user.is_some() || es.password.is_some()) {
             return Err(ConfigError::Invalid {
@@ -481,11 +532,24 @@ impl Pipeline {
         self.elasticsearch.url.as_deref().unwrap_or(DEFAULT_URL)
     }
 
+    /// Every node URL configured (`urls`, or `url` split at commas), or the local default.
+    pub fn urls(&self) -> Vec<String> {
+        match &self.elasticsearch.urls {
+            Some(list) if !list.is_empty() => list.clone(),
+            _ => self.url().split(',').map(|u| u.trim().to_owned()).collect(),
+        }
+    }
+
     /// The engine URL or Cloud deployment, credentials hidden, for messages.
     pub fn url_for_display(&self) -> String {
         match &self.elasticsearch.cloud_id {
             Some(id) => format!("Elastic Cloud {}", id.split(':').next().unwrap_or_default()),
-            None => crate::redact::url(self.url()),
+            None => self
+                .urls()
+                .iter()
+                .map(|u| crate::redact::url(u))
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod tls;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -365,4 +366,16 @@ pub fn assert_each_once(index: &TestIndex, field: &str, total: u64) {
     assert_eq!(stats["count"].as_u64(), Some(total), "{stats}");
     assert_eq!(stats["min"].as_f64(), Some(0.0), "{stats}");
     assert_eq!(stats["max"].as_f64(), Some((total - 1) as f64), "{stats}");
+}
+
+/// Runs `f` with the helpers pointed at another engine (for a test binary with one test).
+pub fn with_engine<T>(url: &str, f: impl FnOnce() -> T) -> T {
+    let before = std::env::var("EVTSHIP_TEST_ES_URL").ok();
+    std::env::set_var("EVTSHIP_TEST_ES_URL", url);
+    let out = f();
+    match before {
+        Some(v) => std::env::set_var("EVTSHIP_TEST_ES_URL", v),
+        None => std::env::remove_var("EVTSHIP_TEST_ES_URL"),
+    }
+    out
 }

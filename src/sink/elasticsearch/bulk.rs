@@ -254,8 +254,8 @@ impl BulkSink {
     /// One `_bulk` request; returns the items to send again, if any.
     async fn send(&self, items: Vec<Item>, acct: &Accounting) -> Result<Option<Retry>, EsError> {
         let body: Vec<&[u8]> = items.iter().map(Item::bytes).collect();
-        let sent = self
-            .client
+        let (node_index, node) = self.client.pick();
+        let sent = node
             .client
             .bulk(BulkParts::None)
             .filter_path(FILTER_PATH)
@@ -265,10 +265,11 @@ impl BulkSink {
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
+                self.client.failed(node_index);
                 return Ok(Some(Retry {
                     items,
-                    reason: format!("{}: {}", self.client.shown_url, error_chain(&e)),
-                }))
+                    reason: format!("{}: {}", node.shown_url, error_chain(&e)),
+                }));
             }
         };
         let status = response.status_code().as_u16();

@@ -8,11 +8,14 @@ pub use bulk::BulkSink;
 
 use crate::config::Pipeline;
 use crate::redact;
-use elasticsearch::auth::Credentials;
+use elasticsearch::auth::{ClientCertificate, Credentials};
+use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::Elasticsearch;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Why the sink could not connect or had to stop.
@@ -56,12 +59,26 @@ pub struct ServerInfo {
     pub version: String,
 }
 
-/// A connected client.
+/// One node of the cluster.
 #[derive(Debug, Clone)]
-pub struct EsClient {
+pub struct Node {
     /// The client.
     pub client: Elasticsearch,
     /// The URL, credentials hidden, for messages.
+    pub shown_url: String,
+}
+
+/// How long a node that failed is skipped.
+const DEAD_FOR: Duration = Duration::from_secs(30);
+
+/// Clients of every configured node, with failover: requests go to the current node; a node
+/// whose connection fails is skipped for [`DEAD_FOR`], then tried again.
+#[derive(Debug)]
+pub struct EsClient {
+    nodes: Vec<Node>,
+    current: AtomicUsize,
+    dead_until: Mutex<Vec<Option<Instant>>>,
+    /// The URLs, credentials hidden, for messages.
     pub shown_url: String,
 }
 
@@ -120,56 +137,177 @@ fn credentials(p: &Pipeline, from_url: Option<(String, String)>) -> Option<Crede
 }
 
 impl EsClient {
-    /// Builds a client for the pipeline's engine (nothing is sent yet).
+    /// Builds clients for the pipeline's nodes (nothing is sent yet).
     pub fn new(p: &Pipeline) -> Result<Self, EsError> {
+        let urls = match &p.elasticsearch.cloud_id {
+            Some(id) => vec![
+                cloud::decode(id)
+                    .map_err(|message| EsError::Setup {
+                        url: "the Cloud ID".into(),
+                        message: format!("invalid Cloud ID: {message}"),
+                    })?
+                    .elasticsearch,
+            ],
+            None => p.urls(),
+        };
+        let nodes = urls
+            .iter()
+            .map(|u| Self::node(p, u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let shown_url = nodes
+            .iter()
+            .map(|n| n.shown_url.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Self {
+            dead_until: Mutex::new(vec![None; nodes.len()]),
+            nodes,
+            current: AtomicUsize::new(0),
+            shown_url,
+        })
+    }
+
+    /// The node to send to now, and its position.
+    pub fn pick(&self) -> (usize, &Node) {
+        let now = Instant::now();
+        let dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let start = self.current.load(Relaxed);
+        let n = self.nodes.len();
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| dead[i].is_none_or(|until| until <= now))
+            .unwrap_or(start);
+        (i, &self.nodes[i])
+    }
+
+    /// The connection to node `i` failed: skip it for a while.
+    pub fn failed(&self, i: usize) {
+        if self.nodes.len() < 2 {
+            return;
+        }
+        let mut dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        if dead[i].is_some_and(|until| until > Instant::now()) {
+            return;
+        }
+        dead[i] = Some(Instant::now() + DEAD_FOR);
+        let next = (i + 1) % self.nodes.len();
+        if self
+            .current
+            .compare_exchange(i, next, Relaxed, Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(
+                "{} does not answer; switching to {} (retried in {} s)",
+                self.nodes[i].shown_url,
+                self.nodes[next].shown_url,
+                DEAD_FOR.as_secs()
+            );
+        }
+    }
+
+    fn node(p: &Pipeline, configured: &str) -> Result<Node, EsError> {
         let timeout = Duration::from_secs(
             p.elasticsearch
                 .timeout_seconds
                 .map_or(120, |t| t.get() as u64),
         );
-        let cloud = match &p.elasticsearch.cloud_id {
-            Some(id) => Some(cloud::decode(id).map_err(|message| EsError::Setup {
-                url: "the Cloud ID".into(),
-                message: format!("invalid Cloud ID: {message}"),
-            })?),
-            None => None,
-        };
-        let configured = match &cloud {
-            Some(c) => c.elasticsearch.clone(),
-            None => p.url().to_owned(),
-        };
-        let (url, userinfo) = split_userinfo(&configured);
-        let shown_url = redact::url(&configured);
+        let (url, userinfo) = split_userinfo(configured);
+        let shown_url = redact::url(configured);
         let parsed = elasticsearch::http::Url::parse(&url).map_err(|e| EsError::Setup {
             url: shown_url.clone(),
             message: e.to_string(),
         })?;
-        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(parsed))
-            .timeout(timeout)
-            .disable_proxy();
-        if let Some(creds) = credentials(p, userinfo) {
-            builder = builder.auth(creds);
+        // Proxies come from the standard environment variables (HTTPS_PROXY, NO_PROXY, ...).
+        let mut builder =
+            TransportBuilder::new(SingleNodeConnectionPool::new(parsed)).timeout(timeout);
+        let setup = |message: String| EsError::Setup {
+            url: shown_url.clone(),
+            message,
+        };
+        let tls = &p.elasticsearch.tls;
+        if let Some(ca) = &tls.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| setup(format!("cannot read the CA file {}: {e}", ca.display())))?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| {
+                setup(format!(
+                    "the CA file {} holds no PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
+            builder = builder.cert_validation(CertificateValidation::Full(cert));
+        }
+        if !tls.verify {
+            tracing::warn!(
+                "TLS certificate verification is OFF for {shown_url} (tls.verify = false): \
+                 anyone on the path can read and change what is sent"
+            );
+            builder = builder.cert_validation(CertificateValidation::None);
+        }
+        let header_credentials = credentials(p, userinfo);
+        match (&tls.client_cert, &tls.client_key, header_credentials) {
+            (Some(cert), Some(key), None) => {
+                let mut pem = std::fs::read(cert).map_err(|e| {
+                    setup(format!(
+                        "cannot read the client certificate {}: {e}",
+                        cert.display()
+                    ))
+                })?;
+                pem.extend(std::fs::read(key).map_err(|e| {
+                    setup(format!("cannot read the client key {}: {e}", key.display()))
+                })?);
+                builder = builder.auth(Credentials::Certificate(ClientCertificate::Pem(pem)));
+            }
+            (Some(_), Some(_), Some(_)) => {
+                return Err(setup(
+                    "a client certificate cannot be combined with a password, API key or token \
+                     in this client; use one of them"
+                        .into(),
+                ))
+            }
+            (_, _, Some(creds)) => builder = builder.auth(creds),
+            _ => {}
         }
         let transport = builder.build().map_err(|e| EsError::Setup {
             url: shown_url.clone(),
             message: e.to_string(),
         })?;
-        Ok(Self {
+        Ok(Node {
             client: Elasticsearch::new(transport),
             shown_url,
         })
     }
 
-    /// `GET /`: checks the engine answers and says what it is.
+    /// `GET /`: checks that a node answers (trying each in turn) and says what it is.
     pub async fn server_info(&self) -> Result<ServerInfo, EsError> {
-        let response = self
-            .client
-            .info()
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        let status = response.status_code().as_u16();
-        let body = response.text().await.map_err(|e| self.unreachable(&e))?;
+        let mut last = None;
+        let mut answer = None;
+        for _ in 0..self.nodes.len() {
+            let (i, node) = self.pick();
+            let sent = node.client.info().send().await;
+            let got = match sent {
+                Ok(r) => {
+                    let status = r.status_code().as_u16();
+                    r.text().await.map(|b| (status, b))
+                }
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(a) => {
+                    answer = Some(a);
+                    break;
+                }
+                Err(e) => {
+                    last = Some(EsError::Unreachable {
+                        url: node.shown_url.clone(),
+                        message: error_chain(&e),
+                    });
+                    self.failed(i);
+                }
+            }
+        }
+        let Some((status, body)) = answer else {
+            return Err(last.expect("at least one node"));
+        };
         if !(200..300).contains(&status) {
             return Err(refused("GET /", status, &body));
         }
@@ -217,14 +355,18 @@ impl EsClient {
             data_stream: p.elasticsearch.data_stream == Some(true),
         };
         let body = template::body(&p.index, &p.template, features);
-        let response = self
+        let (_, node) = self.pick();
+        let response = node
             .client
             .indices()
             .put_index_template(IndicesPutIndexTemplateParts::Name(&name))
             .body(body)
             .send()
             .await
-            .map_err(|e| self.unreachable(&e))?;
+            .map_err(|e| EsError::Unreachable {
+                url: node.shown_url.clone(),
+                message: error_chain(&e),
+            })?;
         let status = response.status_code().as_u16();
         if !(200..300).contains(&status) {
             let body = response.text().await.unwrap_or_default();
@@ -235,13 +377,6 @@ impl EsClient {
             ));
         }
         Ok(())
-    }
-
-    fn unreachable(&self, e: &elasticsearch::Error) -> EsError {
-        EsError::Unreachable {
-            url: self.shown_url.clone(),
-            message: error_chain(e),
-        }
     }
 }
 

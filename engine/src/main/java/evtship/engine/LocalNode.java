@@ -17,8 +17,11 @@ import org.opensearch.plugins.Plugin;
 /**
  * Runs one real OpenSearch node in this JVM, on loopback, with the modules evtship's tests need.
  *
- * <p>Usage: {@code LocalNode HOME HTTP_PORT TRANSPORT_PORT [CLUSTER_NAME [NODE_NAME [SEED_HOSTS]]]}.
- * With no seed hosts the node runs as a single-node cluster. The process stays up until it is
+ * <p>Usage: {@code LocalNode HOME HTTP_PORT TRANSPORT_PORT [CLUSTER_NAME [NODE_NAME [SEED_HOSTS
+ * [INITIAL_MANAGERS [ROLES]]]]]}. With no seed hosts the node runs as a single-node cluster;
+ * with them it joins the nodes listed (transport addresses), the cluster being bootstrapped by
+ * the node names in INITIAL_MANAGERS (default: this node). ROLES defaults to
+ * {@code cluster_manager,data,ingest}. The process stays up until it is
  * killed; {@code scripts/opensearch-local} manages it.
  */
 public final class LocalNode {
@@ -58,6 +61,8 @@ public final class LocalNode {
         String clusterName = args.length > 3 ? args[3] : "evtship-local";
         String nodeName = args.length > 4 ? args[4] : "node-" + httpPort;
         String seeds = args.length > 5 ? args[5] : "";
+        String managers = args.length > 6 && !args[6].isEmpty() ? args[6] : nodeName;
+        String roles = args.length > 7 && !args[7].isEmpty() ? args[7] : "cluster_manager,data,ingest";
 
         Path config = home.resolve("config");
         Files.createDirectories(config);
@@ -82,14 +87,14 @@ public final class LocalNode {
                 .put("network.host", "127.0.0.1")
                 .put("http.port", httpPort)
                 .put("transport.port", transportPort)
-                .putList("node.roles", "cluster_manager", "data", "ingest")
+                .putList("node.roles", roles.split(","))
                 .put("cluster.routing.allocation.disk.threshold_enabled", false)
                 .put("action.auto_create_index", true);
         if (seeds.isEmpty()) {
             settings.put("discovery.type", "single-node");
         } else {
             settings.putList("discovery.seed_hosts", seeds.split(","));
-            settings.putList("cluster.initial_cluster_manager_nodes", nodeName);
+            settings.putList("cluster.initial_cluster_manager_nodes", managers.split(","));
         }
 
         Environment env = InternalSettingsPreparer.prepareEnvironment(

@@ -13,18 +13,6 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// Whether `s` is an RFC 3339 timestamp with a zone, as Elasticsearch's default date format takes.
-pub fn is_valid(s: &str) -> bool {
-    DateTime::parse_from_rfc3339(s).is_ok()
-}
-
-/// Sysmon's `UtcTime` (`2020-05-02 02:55:56.157`, UTC without a zone mark) as RFC 3339 UTC
-/// with milliseconds.
-pub fn from_utc_time(s: &str) -> Option<String> {
-    let t = NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f").ok()?;
-    Some(t.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true))
-}
-
 /// Which time `@timestamp` holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,15 +95,21 @@ mod tests {
 
     #[test]
     fn utc_time() {
+        let t = |s| parse_utc(s).map(format);
         assert_eq!(
-            from_utc_time("2020-05-02 02:55:56.157").as_deref(),
+            t("2020-05-02 02:55:56.157").as_deref(),
             Some("2020-05-02T02:55:56.157Z")
         );
         assert_eq!(
-            from_utc_time("2019-12-05 04:47:33").as_deref(),
+            t("2019-12-05 04:47:33").as_deref(),
             Some("2019-12-05T04:47:33.000Z")
         );
-        assert!(from_utc_time("yesterday").is_none());
+        assert_eq!(
+            t("2020-09-22T18:53:04+02:00").as_deref(),
+            Some("2020-09-22T16:53:04.000Z")
+        );
+        assert!(t("yesterday").is_none());
+        assert!(t("").is_none());
     }
 
     #[test]
@@ -151,13 +145,5 @@ mod tests {
             choose(&azure, TimestampMode::Source, None, now),
             "2022-05-13T08:54:06.460Z"
         );
-    }
-
-    #[test]
-    fn validity() {
-        assert!(is_valid("2020-09-22T18:53:04.182Z"));
-        assert!(is_valid("2020-09-22T18:53:04+02:00"));
-        assert!(!is_valid("2020-09-22 18:53:04"));
-        assert!(!is_valid(""));
     }
 }

@@ -23,6 +23,13 @@ fn member_origin(archive: &str, member: &str) -> Arc<str> {
     Arc::from(format!("{archive}!{member}"))
 }
 
+/// Opens an archive, reporting a failure as an unreadable input.
+fn open(path: &Path, label: &str, ctx: &StreamContext<'_>) -> Option<File> {
+    File::open(path)
+        .map_err(|e| ctx.error(&format!("{label}: cannot open: {e}")))
+        .ok()
+}
+
 /// Reads every JSON member of a zip file.
 pub(crate) fn read_zip(
     path: &Path,
@@ -30,12 +37,8 @@ pub(crate) fn read_zip(
     ctx: &StreamContext<'_>,
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) -> Flow {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            ctx.error(&format!("{label}: cannot open: {e}"));
-            return Flow::Continue;
-        }
+    let Some(file) = open(path, label, ctx) else {
+        return Flow::Continue;
     };
     let mut archive = match zip::ZipArchive::new(BufReader::with_capacity(READ_BUFFER, file)) {
         Ok(a) => a,
@@ -76,12 +79,8 @@ fn read_zip_stream(
     ctx: &StreamContext<'_>,
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) -> Flow {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            ctx.error(&format!("{label}: cannot open: {e}"));
-            return Flow::Continue;
-        }
+    let Some(file) = open(path, label, ctx) else {
+        return Flow::Continue;
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, file);
     let mut index = 0usize;

@@ -56,32 +56,41 @@ impl TestIndex {
 
     /// Makes every write visible to search.
     pub fn refresh(&self) {
-        let r = http()
-            .post(format!("{}/{}/_refresh", es_url(), self.name))
-            .send()
-            .expect("refresh");
-        assert!(r.status().is_success(), "refresh: {}", r.status());
+        assert!(self.try_refresh(), "refresh: the index does not exist");
     }
 
-    /// `_count` of the index (0 while it does not exist yet).
-    pub fn count(&self) -> u64 {
+    /// Refreshes; `false` when the index does not exist (yet).
+    fn try_refresh(&self) -> bool {
         let r = http()
             .post(format!("{}/{}/_refresh", es_url(), self.name))
             .send()
             .expect("refresh");
         if r.status().as_u16() == 404 {
-            return 0;
+            return false;
         }
         assert!(r.status().is_success(), "refresh: {}", r.status());
-        let v: Value = http()
+        true
+    }
+
+    /// `_count` of the index (0 while it does not exist yet).
+    pub fn count(&self) -> u64 {
+        if !self.try_refresh() {
+            return 0;
+        }
+        let v = self.count_body();
+        v["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no count in {v}"))
+    }
+
+    /// The answer of `_count` on the index.
+    fn count_body(&self) -> Value {
+        http()
             .get(format!("{}/{}/_count", es_url(), self.name))
             .send()
             .expect("count")
             .json()
-            .expect("count json");
-        v["count"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no count in {v}"))
+            .expect("count json")
     }
 
     /// `_count` once the engine has finished what is in flight (two readings a second apart
@@ -100,13 +109,7 @@ impl TestIndex {
 
     /// `_count` as a search sees it now, without forcing a refresh.
     pub fn count_without_refresh(&self) -> u64 {
-        let v: Value = http()
-            .get(format!("{}/{}/_count", es_url(), self.name))
-            .send()
-            .expect("count")
-            .json()
-            .expect("count json");
-        v["count"].as_u64().unwrap_or(0)
+        self.count_body()["count"].as_u64().unwrap_or(0)
     }
 
     /// `_count` of the documents matching a query.

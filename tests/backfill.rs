@@ -512,3 +512,44 @@ fn template_command_prints_what_run_installs() {
     assert_eq!(put_json(&format!("/_index_template/{index}"), body), 200);
     delete(&format!("/_index_template/{index}"));
 }
+
+#[test]
+fn logs_can_be_json_lines_for_collectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("one-bad.json");
+    std::fs::write(&input, "{\"a\":1}\n{\"a\":\n").unwrap();
+    let out = dir.path().join("out.ndjson");
+    let run = evtship(
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            &format!("ndjson:{}", out.display()),
+            "--dead-letter",
+            dir.path().join("dlq.ndjson").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let logs: Vec<Value> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let warning = logs
+        .iter()
+        .find(|l| l["level"] == "WARN")
+        .unwrap_or_else(|| panic!("no JSON warning in {}", run.stderr));
+    assert!(
+        warning["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2"),
+        "{warning}"
+    );
+    assert!(warning["timestamp"].is_string());
+}

@@ -4,23 +4,8 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Writes `n` unique NXLog-shaped records, each with its own RecordNumber.
-fn write_records(path: &std::path::Path, n: usize) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for i in 0..n {
-        writeln!(
-            f,
-            r#"{{"@timestamp":"2020-05-02T02:55:56.157Z","Hostname":"HOST","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"RecordNumber":{i},"Image":"C:\\Windows\\System32\\cmd{}.exe","Message":"Process Create:\r\nRuleName: -\r\nUser: X\\y","pad":"{}"}}"#,
-            i % 7,
-            "x".repeat(200)
-        )
-        .unwrap();
-    }
-}
 
 /// The checkpoint file of the `resume` pipeline (never a temporary file beside it).
 fn stored(dir: &std::path::Path) -> Value {
@@ -50,7 +35,7 @@ fn an_interrupted_batch_run_resumes_without_duplicates_or_rereading() {
     let index = TestIndex::new("resume");
     let input = dir.path().join("big.json");
     let total = 60_000u64;
-    write_records(&input, total as usize);
+    write_records(&input, total as usize, "RESUME");
     // Small requests, one at a time: slow enough to be interrupted mid-way.
     let pipeline = dir.path().join("slow.toml");
     std::fs::write(

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod redact;
 pub mod replay;
+pub mod setup;
 pub mod sink;
 pub mod source;
 pub mod transform;

@@ -92,6 +92,26 @@ enum Command {
         #[arg(long, value_name = "I/N")]
         shard: Option<evtship::config::Shard>,
     },
+    /// Get the cluster ready for the analysts: install the index template; with --kibana-url
+    /// import the Kibana saved objects of config/kibana; with --ml create the Elasticsearch
+    /// machine-learning jobs of config/ml.
+    Setup {
+        /// Pipeline file (TOML) giving the engine and index; optional.
+        pipeline: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Kibana's URL (user and password may be in it; else the engine's credentials are
+        /// used).
+        #[arg(long, env = "KIBANA_URL")]
+        kibana_url: Option<String>,
+        /// Create the machine-learning jobs and datafeeds (Elasticsearch with a platinum,
+        /// enterprise or trial licence).
+        #[arg(long)]
+        ml: bool,
+        /// The directory holding kibana/ and ml/.
+        #[arg(long, env = "EVTSHIP_CONFIG_DIR", default_value = "config")]
+        config_dir: PathBuf,
+    },
     /// Validate a pipeline file without sending anything; exit 0 when valid.
     Check {
         /// Pipeline file (TOML).
@@ -176,6 +196,7 @@ fn overrides(s: SourceArgs) -> Overrides {
         password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
         api_key: s.api_key,
         cloud_id: s.cloud_id,
+        no_inputs_needed: false,
     }
 }
 
@@ -248,6 +269,36 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Setup {
+            pipeline,
+            source,
+            kibana_url,
+            ml,
+            config_dir,
+        } => {
+            let ov = Overrides {
+                no_inputs_needed: true,
+                ..overrides(source)
+            };
+            let loaded = pipeline
+                .as_deref()
+                .map(PipelineFile::load)
+                .transpose()
+                .and_then(|file| Pipeline::resolve(file, ov));
+            let p = match loaded {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = evtship::setup::SetupOptions {
+                config_dir,
+                kibana_url,
+                ml,
+            };
+            ExitCode::from(setup(&p, &opts))
         }
         Command::Check { pipeline, source } => match load(Some(&pipeline), source) {
             Ok(p) => check(&pipeline, &p),
@@ -470,6 +521,108 @@ fn check(path: &Path, p: &Pipeline) -> ExitCode {
         p.template_name()
     );
     ExitCode::SUCCESS
+}
+
+/// `evtship setup`: every step asked for is tried; the exit code is 2 for unusable files, 1
+/// when a step failed, else 0.
+fn setup(p: &Pipeline, opts: &evtship::setup::SetupOptions) -> u8 {
+    use evtship::setup::{kibana, ml, SetupError};
+    if p.output != evtship::config::OutputTarget::Elasticsearch {
+        eprintln!(
+            "error: setup needs an Elasticsearch or OpenSearch output, not {}",
+            p.output
+        );
+        return 2;
+    }
+    // Every file is read before anything is sent, so a typo changes nothing on the cluster.
+    let objects = match opts.kibana_url.as_ref() {
+        Some(_) => match kibana::load(&opts.config_dir.join("kibana"), &p.index) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+        None => None,
+    };
+    let jobs = match opts.ml {
+        true => match ml::load(&opts.config_dir.join("ml"), &p.index) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+        false => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        let (client, info) = match evtship::setup::template(p).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        };
+        println!(
+            "index template {} installed for index {} on {} {} at {}",
+            p.template_name(),
+            p.index,
+            info.distribution,
+            info.version,
+            client.shown_url
+        );
+        let mut code = 0;
+        if let (Some(url), Some(objects)) = (&opts.kibana_url, &objects) {
+            match kibana::import(url, p, objects).await {
+                Ok(n) => println!(
+                    "Kibana: imported {n} saved objects from {} (data view {} on @timestamp, saved searches)",
+                    opts.config_dir.join("kibana").display(),
+                    p.index.pattern()
+                ),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    code = 1;
+                }
+            }
+        }
+        if let Some(jobs) = &jobs {
+            let created = match ml::check_available(&client, &info).await {
+                Ok(()) => ml::create(&client, jobs).await,
+                Err(e) => Err(e),
+            };
+            match created {
+                Ok(done) => {
+                    for d in done {
+                        match d {
+                            ml::Created::New(what) => println!("ML: created {what}"),
+                            ml::Created::Existing(what) => {
+                                println!("ML: {what} exists already; left as it is")
+                            }
+                        }
+                    }
+                }
+                Err(e @ SetupError::NoMachineLearning(_)) => {
+                    eprintln!("error: {e}");
+                    code = 1;
+                }
+                Err(e) => {
+                    eprintln!("error: creating the ML jobs: {e}");
+                    code = 1;
+                }
+            }
+        }
+        code
+    })
 }
 
 /// First SIGINT or SIGTERM: stop reading, deliver what is in flight, write checkpoints, print

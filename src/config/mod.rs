@@ -346,6 +346,8 @@ pub struct Overrides {
     pub api_key: Option<String>,
     /// `--cloud-id` or `ES_CLOUD_ID`.
     pub cloud_id: Option<String>,
+    /// The command reads no input (`setup`): an empty input list is no error.
+    pub no_inputs_needed: bool,
 }
 
 /// Default engine URL: the local engine of `scripts/opensearch-local`.
@@ -395,7 +397,7 @@ impl Pipeline {
         } else {
             ov.inputs
         };
-        if inputs.is_empty() {
+        if inputs.is_empty() && !ov.no_inputs_needed {
             return Err(ConfigError::Invalid {
                 field: "inputs",
                 message: "no inputs: list them in the pipeline file or pass --input".into(),

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod recorder;
 pub mod tls;
 
 use serde_json::{json, Value};

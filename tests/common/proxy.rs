@@ -88,14 +88,31 @@ impl FaultProxy {
     }
 }
 
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// One HTTP request as received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `GET`, `PUT`, ...
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body (`Content-Length` bytes).
+    pub body: Vec<u8>,
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+impl Request {
+    /// A header's value (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one HTTP/1.1 request with a `Content-Length` body (what evtship's clients send).
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -132,7 +149,8 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     })
 }
 
-fn respond(stream: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
+/// Writes a JSON answer.
+pub fn respond(stream: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
     write!(
         stream,
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",

@@ -83,7 +83,7 @@ pub struct EsClient {
 }
 
 /// Splits `user:password@` off a URL.
-fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
+pub(crate) fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_owned(), None);
     };
@@ -377,6 +377,41 @@ impl EsClient {
             ));
         }
         Ok(())
+    }
+}
+
+impl EsClient {
+    /// Sends one JSON request to the current node and returns the status and body text.
+    /// Transport failures are errors; HTTP statuses are the caller's to judge.
+    pub async fn request(
+        &self,
+        method: elasticsearch::http::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, String), EsError> {
+        let (i, node) = self.pick();
+        let sent = node
+            .client
+            .send(
+                method,
+                path,
+                elasticsearch::http::headers::HeaderMap::new(),
+                Option::<&()>::None,
+                body.map(|b| elasticsearch::http::request::JsonBody::new(b.clone())),
+                None,
+            )
+            .await;
+        let unreachable = |e: &dyn std::error::Error| EsError::Unreachable {
+            url: node.shown_url.clone(),
+            message: error_chain(e),
+        };
+        let response = sent.map_err(|e| {
+            self.failed(i);
+            unreachable(&e)
+        })?;
+        let status = response.status_code().as_u16();
+        let text = response.text().await.map_err(|e| unreachable(&e))?;
+        Ok((status, text))
     }
 }
 

@@ -8,8 +8,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod decode;
+pub mod exporter;
 pub mod metrics;
 pub mod pipeline;
+pub mod progress;
 pub mod redact;
 pub mod replay;
 pub mod setup;

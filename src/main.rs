@@ -87,6 +87,10 @@ enum Command {
         /// Follow growing files and new files matching the inputs until stopped (SIGINT/SIGTERM).
         #[arg(long)]
         tail: bool,
+        /// Serve Prometheus metrics at http://HOST:PORT/metrics and health at /health while
+        /// the run goes on.
+        #[arg(long, value_name = "HOST:PORT", env = "EVTSHIP_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
         /// Take only share I of N of the records (several processes or machines splitting one
         /// backfill; stable ids keep the union exact).
         #[arg(long, value_name = "I/N")]
@@ -217,7 +221,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,evtship={}", cli.log_level)));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(evtship::progress::log_writer)
         .with_target(false);
     match cli.log_format {
         LogFormat::Json => logs.json().with_current_span(false).init(),
@@ -315,6 +319,7 @@ fn main() -> ExitCode {
             from_start,
             tail,
             shard,
+            metrics_addr,
         } => {
             let mut ov = overrides(source);
             ov.tail = tail;
@@ -334,6 +339,7 @@ fn main() -> ExitCode {
             let opts = RunOptions {
                 progress: !no_progress,
                 from_start,
+                metrics_addr,
                 ..RunOptions::new()
             };
             match run(&p, summary_json.as_deref(), opts) {

@@ -1,9 +1,11 @@
 //! Counters kept while a pipeline runs, and the summary printed at its end.
 
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Index of an input in the run's list of resolved inputs.
@@ -26,6 +28,10 @@ pub struct InputCounters {
     pub failed: AtomicU64,
     /// Parts of the input that could not be read (truncated archive, I/O error).
     pub errors: AtomicU64,
+    /// Size of the file on disk (compressed, for archives); 0 when unknown (standard input).
+    pub size: AtomicU64,
+    /// How far into the file on disk the reader is, in bytes (for progress).
+    pub position: AtomicU64,
 }
 
 /// Counters of a whole run.
@@ -36,6 +42,14 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Warnings about the input that lost nothing (e.g. stray bytes after a gzip stream).
     pub warnings: AtomicU64,
+    /// Retries by cause (`connection`, `request_429`, `item_503`, ...).
+    retry_causes: Mutex<BTreeMap<String, u64>>,
+    /// Seconds each `_bulk` request took, answer read (exported as a histogram).
+    pub bulk_latency: Histogram,
+    /// `_bulk` requests sent and not answered yet.
+    pub bulk_in_flight: AtomicU64,
+    /// `_bulk` requests in a row that found no engine (0 after any answer); for health.
+    pub engine_failures: AtomicU64,
     started: Instant,
 }
 
@@ -50,8 +64,41 @@ impl Stats {
             inputs: RwLock::new(inputs),
             retries: AtomicU64::new(0),
             warnings: AtomicU64::new(0),
+            retry_causes: Mutex::new(BTreeMap::new()),
+            bulk_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            bulk_in_flight: AtomicU64::new(0),
+            engine_failures: AtomicU64::new(0),
             started: Instant::now(),
         }
+    }
+
+    /// Counts `n` records or requests sent again because of `cause`.
+    pub fn retried(&self, cause: &str, n: u64) {
+        self.retries.fetch_add(n, Relaxed);
+        *self
+            .retry_causes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cause.to_owned())
+            .or_default() += n;
+    }
+
+    /// Retries so far by cause.
+    pub fn retry_causes(&self) -> BTreeMap<String, u64> {
+        self.retry_causes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Labels, sizes and positions of every input, for progress display.
+    pub fn positions(&self) -> Vec<(String, u64, u64)> {
+        self.inputs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(l, c)| (l.clone(), c.size.load(Relaxed), c.position.load(Relaxed)))
+            .collect()
     }
 
     /// The counters of one input.

@@ -8,6 +8,7 @@
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::config::{ConfigError, Mode, OutputTarget, Pipeline};
 use crate::decode::{Flow, RawChunk};
+use crate::exporter::{Exporter, QueueProbe};
 use crate::metrics::{Stats, Summary};
 use crate::sink::dlq::DeadLetter;
 use crate::sink::elasticsearch::{BulkSink, EsClient, EsError};
@@ -45,6 +46,14 @@ pub enum RunError {
     /// Checkpoints could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The metrics address could not be bound.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 impl RunError {
@@ -52,7 +61,7 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Self::Config(_) | Self::Inputs(_) | Self::NothingToRead(_)
+            Self::Config(_) | Self::Inputs(_) | Self::NothingToRead(_) | Self::Metrics { .. }
         )
     }
 }
@@ -91,6 +100,8 @@ pub struct RunOptions {
     pub from_start: bool,
     /// Keep checkpoints (the default for deliveries to the engine).
     pub checkpoints: bool,
+    /// Serve Prometheus metrics and health on this address while the run goes on.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl RunOptions {
@@ -171,14 +182,46 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
         }
         _ => None,
     };
+    let stats = Stats::new(inputs.iter().map(|i| i.label()).collect());
+    for input in &inputs {
+        if let source::Location::Path(path) = &input.location {
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            stats.input(input.id).size.store(size, Relaxed);
+        }
+    }
     let acct = Arc::new(Accounting {
-        stats: Stats::new(inputs.iter().map(|i| i.label()).collect()),
+        stats,
         dlq: DeadLetter::new(&p.dead_letter),
         checkpoints,
     });
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (raw_tx, raw_rx) = flume::bounded::<RawChunk>(workers * 2);
     let (enc_tx, enc_rx) = flume::bounded::<EncodedChunk>(p.bulk.concurrency.get() * 2);
+
+    let exporter = match opts.metrics_addr {
+        Some(addr) => {
+            let bound = Exporter::bind(addr)
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?;
+            tracing::info!(
+                "metrics at http://{}/metrics, health at /health",
+                bound.addr
+            );
+            let (raw, enc) = (raw_tx.downgrade(), enc_tx.downgrade());
+            let queues: Vec<(&'static str, QueueProbe)> = vec![
+                (
+                    "parse",
+                    Box::new(move || raw.upgrade().map_or(0, |t| t.len())),
+                ),
+                (
+                    "deliver",
+                    Box::new(move || enc.upgrade().map_or(0, |t| t.len())),
+                ),
+            ];
+            Some(tokio::spawn(bound.serve(acct.clone(), queues)))
+        }
+        None => None,
+    };
 
     let read_opts = source::ReadOptions {
         cache_dir: p.cache_dir.clone(),
@@ -252,25 +295,8 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
         .collect();
     drop((raw_rx, enc_tx));
 
-    let progress = (opts.progress && std::io::stderr().is_terminal()).then(|| {
-        let acct = acct.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let s = acct.stats.summary();
-                eprint!(
-                    "\r{} read, {} indexed, {} duplicate, {} dead-lettered, {:.0} events/s   ",
-                    s.events_read,
-                    s.events_indexed,
-                    s.duplicates,
-                    s.dead_lettered,
-                    s.events_per_second
-                );
-            }
-        })
-    });
+    let progress = (opts.progress && std::io::stderr().is_terminal())
+        .then(|| crate::progress::spawn(acct.clone(), !tail));
 
     let saver = acct.checkpoints.is_some().then(|| {
         let acct = acct.clone();
@@ -302,12 +328,11 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
             .map_err(Into::into)
         }
     };
-    if let Some(task) = saver {
+    for task in [saver, exporter].into_iter().flatten() {
         task.abort();
     }
-    if let Some(task) = progress {
-        task.abort();
-        eprint!("\r\x1b[2K");
+    if let Some(p) = progress {
+        p.finish();
     }
     // On an error the receivers are gone: workers and the reader stop at their next send.
     let _ = reader.join();

@@ -1,6 +1,6 @@
 //! zip and tar archives, read member by member without unpacking to disk.
 
-use super::{StreamContext, READ_BUFFER};
+use super::{Counted, StreamContext, READ_BUFFER};
 use crate::decode::{Flow, RawChunk, StreamPos};
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -24,10 +24,11 @@ fn member_origin(archive: &str, member: &str) -> Arc<str> {
 }
 
 /// Opens an archive, reporting a failure as an unreadable input.
-fn open(path: &Path, label: &str, ctx: &StreamContext<'_>) -> Option<File> {
+fn open(path: &Path, label: &str, ctx: &StreamContext<'_>) -> Option<Counted<File>> {
     File::open(path)
         .map_err(|e| ctx.error(&format!("{label}: cannot open: {e}")))
         .ok()
+        .map(|f| Counted::new(f, ctx.counters.clone()))
 }
 
 /// Reads every JSON member of a zip file.

@@ -65,6 +65,7 @@ pub(crate) fn read_evtx(
     }
     if let Ok(meta) = std::fs::metadata(path) {
         ctx.counters.bytes.fetch_add(meta.len(), Relaxed);
+        ctx.counters.position.store(meta.len(), Relaxed);
     }
     if !chunk.lines.is_empty() {
         return ctx.hand_over(chunk, emit);

@@ -28,6 +28,41 @@ use thiserror::Error;
 
 pub use gzip::GzipStream;
 
+/// A file whose reads and seeks move its input's [`InputCounters::position`] (progress).
+pub(crate) struct Counted<R> {
+    inner: R,
+    at: u64,
+    counters: Arc<InputCounters>,
+}
+
+impl<R> Counted<R> {
+    pub(crate) fn new(inner: R, counters: Arc<InputCounters>) -> Self {
+        counters.position.store(0, Relaxed);
+        Self {
+            inner,
+            at: 0,
+            counters,
+        }
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.at += n as u64;
+        self.counters.position.store(self.at, Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counted<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.at = self.inner.seek(pos)?;
+        self.counters.position.store(self.at, Relaxed);
+        Ok(self.at)
+    }
+}
+
 /// Size of read buffers.
 pub const READ_BUFFER: usize = 256 * 1024;
 
@@ -297,6 +332,10 @@ pub(crate) fn read_path(
             return Flow::Continue;
         }
     };
+    if let Ok(meta) = file.metadata() {
+        ctx.counters.size.store(meta.len(), Relaxed);
+    }
+    let file = Counted::new(file, ctx.counters.clone());
     let mut reader = BufReader::with_capacity(READ_BUFFER, file);
     let format = match reader.fill_buf() {
         Ok(head) => sniff(head),

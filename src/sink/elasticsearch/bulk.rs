@@ -63,6 +63,9 @@ struct ItemResult {
 struct Retry {
     items: Vec<Item>,
     reason: String,
+    /// Short label of the cause, for metrics: `connection`, `response`, `request_503`,
+    /// `item_429`.
+    cause: String,
 }
 
 /// Sends documents to the engine in `_bulk` requests.
@@ -233,9 +236,7 @@ impl BulkSink {
                 }
                 return Ok(());
             }
-            acct.stats
-                .retries
-                .fetch_add(retry.items.len() as u64, Relaxed);
+            acct.stats.retried(&retry.cause, retry.items.len() as u64);
             let delay = backoff(&self.settings, attempt);
             let of = self
                 .max_retries
@@ -253,39 +254,33 @@ impl BulkSink {
 
     /// One `_bulk` request; returns the items to send again, if any.
     async fn send(&self, items: Vec<Item>, acct: &Accounting) -> Result<Option<Retry>, EsError> {
-        let body: Vec<&[u8]> = items.iter().map(Item::bytes).collect();
-        let (node_index, node) = self.client.pick();
-        let sent = node
-            .client
-            .bulk(BulkParts::None)
-            .filter_path(FILTER_PATH)
-            .body(body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                self.client.failed(node_index);
-                return Ok(Some(Retry {
-                    items,
-                    reason: format!("{}: {}", node.shown_url, error_chain(&e)),
-                }));
+        let stats = &acct.stats;
+        stats.bulk_in_flight.fetch_add(1, Relaxed);
+        let started = std::time::Instant::now();
+        let answer = self.request(&items).await;
+        stats.bulk_latency.observe(started.elapsed().as_secs_f64());
+        stats.bulk_in_flight.fetch_sub(1, Relaxed);
+        let (status, text) = match answer {
+            Ok(a) => {
+                stats.engine_failures.store(0, Relaxed);
+                a
             }
-        };
-        let status = response.status_code().as_u16();
-        let text = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
+            Err((reason, cause)) => {
+                if cause == "connection" {
+                    stats.engine_failures.fetch_add(1, Relaxed);
+                }
                 return Ok(Some(Retry {
                     items,
-                    reason: format!("reading the response: {}", error_chain(&e)),
-                }))
+                    reason,
+                    cause: cause.to_owned(),
+                }));
             }
         };
         if retryable(status) {
             return Ok(Some(Retry {
                 items,
                 reason: format!("HTTP {status} for the whole request"),
+                cause: format!("request_{status}"),
             }));
         }
         if !(200..300).contains(&status) {
@@ -325,6 +320,7 @@ impl BulkSink {
         }
         let mut again = Vec::new();
         let mut last_reason = String::new();
+        let mut last_cause = String::new();
         for (item, result) in items.into_iter().zip(parsed.items) {
             let Some(result) = result.into_values().next() else {
                 continue;
@@ -339,6 +335,7 @@ impl BulkSink {
                 }
                 s if retryable(s) => {
                     last_reason = format!("item {}", item_reason(result.error.as_ref(), s));
+                    last_cause = format!("item_{s}");
                     again.push(item);
                     continue;
                 }
@@ -358,7 +355,37 @@ impl BulkSink {
         Ok((!again.is_empty()).then_some(Retry {
             items: again,
             reason: last_reason,
+            cause: last_cause,
         }))
+    }
+
+    /// Sends one `_bulk` body; the answer's status and body, or why there is none and a cause
+    /// label (`connection`, `response`).
+    async fn request(&self, items: &[Item]) -> Result<(u16, Vec<u8>), (String, &'static str)> {
+        let body: Vec<&[u8]> = items.iter().map(Item::bytes).collect();
+        let (node_index, node) = self.client.pick();
+        let sent = node
+            .client
+            .bulk(BulkParts::None)
+            .filter_path(FILTER_PATH)
+            .body(body)
+            .send()
+            .await;
+        let response = sent.map_err(|e| {
+            self.client.failed(node_index);
+            (
+                format!("{}: {}", node.shown_url, error_chain(&e)),
+                "connection",
+            )
+        })?;
+        let status = response.status_code().as_u16();
+        let text = response.bytes().await.map_err(|e| {
+            (
+                format!("reading the response: {}", error_chain(&e)),
+                "response",
+            )
+        })?;
+        Ok((status, text.to_vec()))
     }
 }
 

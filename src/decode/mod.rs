@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 /// Gather this many bytes of lines into one chunk.
-pub const CHUNK_BYTES: usize = 1 << 20;
+pub const CHUNK_BYTES: usize = 256 << 10;
 /// Gather at most this many lines into one chunk.
 pub const CHUNK_LINES: usize = 4096;
 
@@ -60,7 +60,7 @@ impl RawChunk {
         Self {
             input,
             origin: origin.clone(),
-            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+            buf: Vec::with_capacity(CHUNK_BYTES + 16 * 1024),
             lines: Vec::with_capacity(256),
             end: StreamPos::default(),
             seq: 0,

@@ -1,0 +1,82 @@
+//! Microbenchmarks of the hot path, on real records of the test fixtures: Message parsing,
+//! NDJSON framing (decoding) and `_bulk` encoding (parse, transform, serialise).
+//!
+//! `cargo bench --bench hot_path`; `bench/run` quotes their medians.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use evtship::config::IndexName;
+use evtship::decode::{read_lines, Flow, RawChunk, StreamPos};
+use evtship::transform::{message, Encoder, Settings};
+use std::hint::black_box;
+use std::sync::Arc;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/otrf/covenant_persistwmi_2019-12-05044734.json"
+);
+
+fn fixture() -> Vec<u8> {
+    std::fs::read(FIXTURE).expect("the fixture")
+}
+
+fn chunks(data: &[u8]) -> Vec<RawChunk> {
+    let origin: Arc<str> = Arc::from("bench");
+    let mut out = Vec::new();
+    let mut emit = |c: RawChunk| {
+        out.push(c);
+        Flow::Continue
+    };
+    read_lines(data, 0, &origin, StreamPos::default(), &mut emit).expect("in memory");
+    out
+}
+
+fn messages(data: &[u8]) -> Vec<String> {
+    data.split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["Message"].as_str().map(String::from))
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let data = fixture();
+    let msgs = messages(&data);
+    let msg_bytes: usize = msgs.iter().map(String::len).sum();
+
+    let mut g = c.benchmark_group("message");
+    g.throughput(Throughput::Bytes(msg_bytes as u64));
+    g.bench_function("parse_sysmon", |b| {
+        b.iter(|| {
+            for m in &msgs {
+                black_box(message::parse_sysmon(m));
+            }
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("read_lines", |b| b.iter(|| black_box(chunks(&data))));
+    g.finish();
+
+    let encoder = Encoder::new(
+        &IndexName::try_from("logstashindex".to_owned()).expect("a valid name"),
+        Settings::default(),
+    );
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("bulk", |b| {
+        b.iter_batched(
+            || chunks(&data),
+            |raw| {
+                for chunk in raw {
+                    black_box(encoder.encode(chunk));
+                }
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

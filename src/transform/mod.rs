@@ -55,7 +55,8 @@ pub struct Rejected {
 pub struct EncodedChunk {
     /// The records as read, kept for the dead letter queue.
     pub raw: RawChunk,
-    /// Action and document lines of every document.
+    /// Action and document lines of every document (the engine sink takes them once they are
+    /// copied into request bodies).
     pub buf: Vec<u8>,
     /// The documents.
     pub docs: Vec<EncodedDoc>,

@@ -13,10 +13,13 @@ use crate::config::BulkSection;
 use crate::sink::rate::RateLimits;
 use crate::sink::Accounting;
 use crate::transform::EncodedChunk;
-use elasticsearch::BulkParts;
+use bytes::Bytes;
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::Method;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,23 +27,72 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Only what evtship reads of a `_bulk` response.
-const FILTER_PATH: &[&str] = &["errors", "items.*.status", "items.*.error"];
+const FILTER_PATH: &str = "errors,items.*.status,items.*.error";
 
-/// One document, by reference to its chunk.
+/// One document of a request: its chunk (for accounting and the dead letter queue) and where
+/// its action and document lines are in the request body.
 #[derive(Debug, Clone)]
 struct Item {
     chunk: Arc<EncodedChunk>,
     doc: usize,
+    span: Range<usize>,
 }
 
 impl Item {
-    fn bytes(&self) -> &[u8] {
-        self.chunk.bulk_lines(self.doc)
-    }
-
     fn line(&self) -> usize {
         self.chunk.docs[self.doc].line
     }
+}
+
+/// A `_bulk` request being filled: the body is written once, at its final size, and sent as it
+/// is. Chunks give up their encoded bytes as soon as these are copied here, so that a request
+/// in flight holds its body and the raw records of its documents, no more.
+#[derive(Debug)]
+struct Batch {
+    body: Vec<u8>,
+    items: Vec<Item>,
+}
+
+impl Batch {
+    fn new(max_bytes: usize, max_events: usize) -> Self {
+        Self {
+            body: Vec::with_capacity(max_bytes),
+            items: Vec::with_capacity(max_events),
+        }
+    }
+
+    fn push(&mut self, chunk: &Arc<EncodedChunk>, doc: usize, lines: &[u8]) {
+        let start = self.body.len();
+        self.body.extend_from_slice(lines);
+        self.items.push(Item {
+            chunk: chunk.clone(),
+            doc,
+            span: start..self.body.len(),
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The request, the body frozen for sending (and slicing, should items be retried).
+    fn freeze(self) -> (Bytes, Vec<Item>) {
+        (Bytes::from(self.body), self.items)
+    }
+}
+
+/// The body of a retry: only the items sent again, copied out of the previous body.
+fn retry_body(previous: &Bytes, items: Vec<Item>) -> (Bytes, Vec<Item>) {
+    let size = items.iter().map(|i| i.span.len()).sum();
+    let mut batch = Batch {
+        body: Vec::with_capacity(size),
+        items: Vec::with_capacity(items.len()),
+    };
+    for item in items {
+        let lines = &previous[item.span.clone()];
+        batch.push(&item.chunk, item.doc, lines);
+    }
+    batch.freeze()
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,8 +191,7 @@ impl BulkSink {
             .limits
             .cap(me.settings.max_events.get(), me.settings.max_bytes.0);
         let flush_after = Duration::from_millis(me.settings.flush_interval_ms.get() as u64);
-        let mut batch: Vec<Item> = Vec::with_capacity(max_events);
-        let mut batch_bytes = 0usize;
+        let mut batch = Batch::new(max_bytes, max_events);
         // A partial batch waits at most `flush_after` for more documents (tail mode latency).
         let mut deadline = tokio::time::Instant::now();
         loop {
@@ -150,8 +201,7 @@ impl BulkSink {
                 tokio::select! {
                     r = rx.recv_async() => r,
                     () = tokio::time::sleep_until(deadline) => {
-                        let partial = std::mem::replace(&mut batch, Vec::with_capacity(max_events));
-                        batch_bytes = 0;
+                        let partial = std::mem::replace(&mut batch, Batch::new(max_bytes, max_events));
                         me.dispatch(partial, &permits, &mut tasks, &acct).await?;
                         continue;
                     }
@@ -163,24 +213,26 @@ impl BulkSink {
                 acct.outcome(&chunk, 0);
                 continue;
             }
+            // The encoded bytes leave the chunk: they are copied into request bodies below,
+            // and the chunk lives on (raw records, outcome counter) only for accounting.
+            let mut chunk = chunk;
+            let encoded = std::mem::take(&mut chunk.buf);
             let chunk = Arc::new(chunk);
             for doc in 0..chunk.docs.len() {
-                let len = chunk.docs[doc].bulk.len();
-                if !batch.is_empty() && (batch.len() >= max_events || batch_bytes + len > max_bytes)
+                let lines = &encoded[chunk.docs[doc].bulk.clone()];
+                if !batch.is_empty()
+                    && (batch.items.len() >= max_events
+                        || batch.body.len() + lines.len() > max_bytes)
                 {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(max_events));
-                    batch_bytes = 0;
+                    let full = std::mem::replace(&mut batch, Batch::new(max_bytes, max_events));
                     me.dispatch(full, &permits, &mut tasks, &acct).await?;
                 }
                 if batch.is_empty() {
                     deadline = tokio::time::Instant::now() + flush_after;
                 }
-                batch.push(Item {
-                    chunk: chunk.clone(),
-                    doc,
-                });
-                batch_bytes += len;
+                batch.push(&chunk, doc, lines);
             }
+            drop(encoded);
             while let Some(done) = tasks.try_join_next() {
                 flatten(done)?;
             }
@@ -196,19 +248,21 @@ impl BulkSink {
 
     async fn dispatch(
         self: &Arc<Self>,
-        items: Vec<Item>,
+        batch: Batch,
         permits: &Arc<Semaphore>,
         tasks: &mut JoinSet<Result<(), EsError>>,
         acct: &Arc<Accounting>,
     ) -> Result<(), EsError> {
-        let bytes = items.iter().map(|i| i.bytes().len()).sum();
-        self.limits.acquire(items.len(), bytes).await;
+        self.limits
+            .acquire(batch.items.len(), batch.body.len())
+            .await;
         // Waiting for a permit is the backpressure: readers pause while requests are in flight.
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         let me = self.clone();
         let acct = acct.clone();
+        let (body, items) = batch.freeze();
         tasks.spawn(async move {
-            let result = me.deliver(items, &acct).await;
+            let result = me.deliver(body, items, &acct).await;
             drop(permit);
             result
         });
@@ -220,10 +274,15 @@ impl BulkSink {
     }
 
     /// Sends one batch until every item has an outcome.
-    async fn deliver(&self, mut items: Vec<Item>, acct: &Accounting) -> Result<(), EsError> {
+    async fn deliver(
+        &self,
+        mut body: Bytes,
+        mut items: Vec<Item>,
+        acct: &Accounting,
+    ) -> Result<(), EsError> {
         let mut attempt = 0u32;
         loop {
-            let Some(retry) = self.send(items, acct).await? else {
+            let Some(retry) = self.send(&body, items, acct).await? else {
                 return Ok(());
             };
             attempt += 1;
@@ -248,16 +307,21 @@ impl BulkSink {
                 retry.reason
             );
             tokio::time::sleep(delay).await;
-            items = retry.items;
+            (body, items) = retry_body(&body, retry.items);
         }
     }
 
     /// One `_bulk` request; returns the items to send again, if any.
-    async fn send(&self, items: Vec<Item>, acct: &Accounting) -> Result<Option<Retry>, EsError> {
+    async fn send(
+        &self,
+        body: &Bytes,
+        items: Vec<Item>,
+        acct: &Accounting,
+    ) -> Result<Option<Retry>, EsError> {
         let stats = &acct.stats;
         stats.bulk_in_flight.fetch_add(1, Relaxed);
         let started = std::time::Instant::now();
-        let answer = self.request(&items).await;
+        let answer = self.request(body).await;
         stats.bulk_latency.observe(started.elapsed().as_secs_f64());
         stats.bulk_in_flight.fetch_sub(1, Relaxed);
         let (status, text) = match answer {
@@ -361,15 +425,24 @@ impl BulkSink {
 
     /// Sends one `_bulk` body; the answer's status and body, or why there is none and a cause
     /// label (`connection`, `response`).
-    async fn request(&self, items: &[Item]) -> Result<(u16, Vec<u8>), (String, &'static str)> {
-        let body: Vec<&[u8]> = items.iter().map(Item::bytes).collect();
+    async fn request(&self, body: &Bytes) -> Result<(u16, Vec<u8>), (String, &'static str)> {
         let (node_index, node) = self.client.pick();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        // A `Bytes` body is handed to the HTTP client as it is, without a copy.
         let sent = node
             .client
-            .bulk(BulkParts::None)
-            .filter_path(FILTER_PATH)
-            .body(body)
-            .send()
+            .send(
+                Method::Post,
+                "/_bulk",
+                headers,
+                Some(&[("filter_path", FILTER_PATH)]),
+                Some(body.clone()),
+                None,
+            )
             .await;
         let response = sent.map_err(|e| {
             self.client.failed(node_index);

@@ -19,6 +19,7 @@ pub mod dialect;
 pub mod ecs;
 pub mod entities;
 pub mod id;
+mod lazy;
 pub mod message;
 pub mod timestamp;
 
@@ -120,45 +121,18 @@ impl Encoder {
         let mut docs = Vec::with_capacity(raw.lines.len());
         let mut rejected = Vec::new();
         for i in 0..raw.lines.len() {
-            let line = raw.line(i);
-            let mut doc = match serde_json::from_slice::<Value>(line) {
-                Ok(Value::Object(map)) => map,
-                Ok(other) => {
-                    rejected.push(Rejected {
-                        line: i,
-                        reason: format!("not a JSON object but {}", kind(&other)),
-                    });
-                    continue;
-                }
-                Err(e) => {
-                    rejected.push(Rejected {
-                        line: i,
-                        reason: format!("invalid JSON: {e}"),
-                    });
-                    continue;
-                }
-            };
-            normalise(&mut doc, &now, &self.settings);
             let start = buf.len();
-            match &self.fixed_prefix {
-                Some(prefix) => buf.extend_from_slice(prefix),
-                None => {
-                    let time = str_field(&doc, "@timestamp")
-                        .and_then(timestamp::parse_utc)
-                        .unwrap_or_else(chrono::Utc::now);
-                    buf.extend_from_slice(&action_prefix(&self.index.for_time(time)));
+            match self.encode_record(raw.line(i), raw.lines[i].number, &now, &mut buf) {
+                Ok(doc_start) => docs.push(EncodedDoc {
+                    line: i,
+                    bulk: start..buf.len(),
+                    doc_start,
+                }),
+                Err(reason) => {
+                    buf.truncate(start);
+                    rejected.push(Rejected { line: i, reason });
                 }
             }
-            buf.extend_from_slice(id::document_id(&doc, line, raw.lines[i].number).as_bytes());
-            buf.extend_from_slice(b"\"}}\n");
-            let doc_start = buf.len();
-            serde_json::to_writer(&mut buf, &doc).expect("serialising a JSON map cannot fail");
-            buf.push(b'\n');
-            docs.push(EncodedDoc {
-                line: i,
-                bulk: start..buf.len(),
-                doc_start,
-            });
         }
         EncodedChunk {
             pending: std::sync::atomic::AtomicUsize::new(docs.len()),
@@ -167,6 +141,68 @@ impl Encoder {
             docs,
             rejected,
         }
+    }
+}
+
+impl Encoder {
+    /// Appends the action and document lines of one record to `buf`; returns where the
+    /// document line starts, or why the record is no document.
+    fn encode_record(
+        &self,
+        line: &[u8],
+        number: u64,
+        now: &str,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, String> {
+        if let Some((view, members)) = lazy::transform(line, now, &self.settings) {
+            self.action(&view, line, number, buf);
+            let doc_start = buf.len();
+            lazy::write(&view, &members, buf);
+            buf.push(b'\n');
+            return Ok(doc_start);
+        }
+        let doc = self.reference(line, now)?;
+        self.action(&doc, line, number, buf);
+        let doc_start = buf.len();
+        serde_json::to_writer(&mut *buf, &doc).expect("serialising a JSON map cannot fail");
+        buf.push(b'\n');
+        Ok(doc_start)
+    }
+
+    /// The reference path: the whole record parsed, transformed and (by the caller) serialised.
+    /// The fast path ([`lazy`]) gives the same documents; tests compare the two.
+    pub fn reference(&self, line: &[u8], now: &str) -> Result<Map<String, Value>, String> {
+        let mut doc = match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => return Err(format!("not a JSON object but {}", kind(&other))),
+            Err(e) => return Err(format!("invalid JSON: {e}")),
+        };
+        normalise(&mut doc, now, &self.settings);
+        Ok(doc)
+    }
+
+    /// The document the fast path makes of a record, parsed back; `None` when the record takes
+    /// the reference path. For tests.
+    pub fn fast(&self, line: &[u8], now: &str) -> Option<Map<String, Value>> {
+        let (view, members) = lazy::transform(line, now, &self.settings)?;
+        let mut out = Vec::with_capacity(line.len() + 256);
+        lazy::write(&view, &members, &mut out);
+        Some(serde_json::from_slice(&out).expect("the fast path writes valid JSON"))
+    }
+
+    /// Appends the action line of a document.
+    fn action(&self, doc: &Map<String, Value>, line: &[u8], number: u64, buf: &mut Vec<u8>) {
+        match &self.fixed_prefix {
+            Some(prefix) => buf.extend_from_slice(prefix),
+            None => {
+                let time = str_field(doc, "@timestamp")
+                    .and_then(timestamp::parse_utc)
+                    .unwrap_or_else(chrono::Utc::now);
+                buf.extend_from_slice(&action_prefix(&self.index.for_time(time)));
+            }
+        }
+        buf.extend_from_slice(id::document_id(doc, line, number).as_bytes());
+        buf.extend_from_slice(b"\"}}\n");
     }
 }
 

@@ -1,12 +1,13 @@
 //! Stable document ids, so that reading the same record twice adds nothing to the index.
 
 use serde_json::{Map, Value};
-use xxhash_rust::xxh3::xxh3_128;
+use std::borrow::Cow;
+use xxhash_rust::xxh3::Xxh3;
 
-fn text(v: &Value) -> Option<String> {
+fn text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -23,7 +24,8 @@ fn text(v: &Value) -> Option<String> {
 /// record read again, from the plain file or from an archive of it, gets the same id.
 ///
 /// 32 hex digits of a 128-bit xxh3 hash; the identity is hashed with a separator that cannot
-/// occur in the parts, and under a different prefix from the bytes.
+/// occur in the parts, and under a different prefix from the bytes. The parts are fed to the
+/// hasher in turn, without building the string they make (the same hash: ids never change).
 pub fn document_id(doc: &Map<String, Value>, raw: &[u8], line: u64) -> String {
     let identity = [("Hostname", "RecordNumber"), ("Computer", "EventRecordID")]
         .iter()
@@ -34,25 +36,28 @@ pub fn document_id(doc: &Map<String, Value>, raw: &[u8], line: u64) -> String {
                 text(doc.get(*record)?)?,
             ))
         });
-    let hash = match identity {
+    let mut h = Xxh3::new();
+    match identity {
         Some((host, channel, record)) => {
             let event = doc.get("EventID").and_then(text).unwrap_or_default();
             let created = ["EventTime", "TimeCreated", "UtcTime"]
                 .iter()
                 .find_map(|k| doc.get(*k).and_then(text))
                 .unwrap_or_default();
-            xxh3_128(format!("event\0{host}\0{channel}\0{record}\0{event}\0{created}").as_bytes())
+            h.update(b"event");
+            for part in [&host, &channel, &record, &event, &created] {
+                h.update(b"\0");
+                h.update(part.as_bytes());
+            }
         }
         None => {
-            let mut buf = Vec::with_capacity(raw.len() + 32);
-            buf.extend_from_slice(b"bytes\0");
-            buf.extend_from_slice(line.to_string().as_bytes());
-            buf.push(0);
-            buf.extend_from_slice(raw);
-            xxh3_128(&buf)
+            h.update(b"bytes\0");
+            h.update(line.to_string().as_bytes());
+            h.update(b"\0");
+            h.update(raw);
         }
-    };
-    format!("{hash:032x}")
+    }
+    format!("{:032x}", h.digest128())
 }
 
 #[cfg(test)]
@@ -62,6 +67,56 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    /// The first form of the id: the parts joined into one string, hashed at once.
+    fn joined(doc: &Map<String, Value>, raw: &[u8], line: u64) -> String {
+        let t = |k: &str| doc.get(k).and_then(text).map(|c| c.into_owned());
+        let identity = [("Hostname", "RecordNumber"), ("Computer", "EventRecordID")]
+            .iter()
+            .find_map(|(h, r)| Some((t(h)?, t("Channel")?, t(r)?)));
+        let hash = match identity {
+            Some((host, channel, record)) => {
+                let event = t("EventID").unwrap_or_default();
+                let created = ["EventTime", "TimeCreated", "UtcTime"]
+                    .iter()
+                    .find_map(|k| t(k))
+                    .unwrap_or_default();
+                xxhash_rust::xxh3::xxh3_128(
+                    format!("event\0{host}\0{channel}\0{record}\0{event}\0{created}").as_bytes(),
+                )
+            }
+            None => {
+                let mut buf = format!("bytes\0{line}\0").into_bytes();
+                buf.extend_from_slice(raw);
+                xxhash_rust::xxh3::xxh3_128(&buf)
+            }
+        };
+        format!("{hash:032x}")
+    }
+
+    #[test]
+    fn ids_are_those_of_the_first_form() {
+        let long = "x".repeat(5000);
+        for v in [
+            json!({"Hostname":"H","Channel":"C","RecordNumber":5,"EventID":1,"EventTime":"2020-09-04 16:09:56"}),
+            json!({"Hostname":"H","Channel":"C","RecordNumber":"5","UtcTime":"2020-09-04 16:09:56.1"}),
+            json!({"Computer":"H","Channel":"C","EventRecordID":7,"TimeCreated":"t"}),
+            json!({"Channel":"C","Message":long}),
+            json!({}),
+        ] {
+            let doc = map(v);
+            for raw in [&b""[..], b"{}", long.as_bytes()] {
+                assert_eq!(document_id(&doc, raw, 42), joined(&doc, raw, 42));
+            }
+        }
+        // A known value (evtship 0.1.0 gave it), so that a change of hash or layout cannot go
+        // unseen: a changed id would duplicate every record of a re-run.
+        let doc = map(json!({"Hostname":"H","Channel":"C","RecordNumber":5}));
+        assert_eq!(
+            document_id(&doc, b"", 1),
+            "bb54b39136875b0e059561454edc5e4e"
+        );
     }
 
     #[test]

@@ -19,7 +19,6 @@ pub mod dialect;
 pub mod ecs;
 pub mod entities;
 pub mod id;
-mod lazy;
 pub mod message;
 pub mod timestamp;
 
@@ -154,14 +153,7 @@ impl Encoder {
         now: &str,
         buf: &mut Vec<u8>,
     ) -> Result<usize, String> {
-        if let Some((view, members)) = lazy::transform(line, now, &self.settings) {
-            self.action(&view, line, number, buf);
-            let doc_start = buf.len();
-            lazy::write(&view, &members, buf);
-            buf.push(b'\n');
-            return Ok(doc_start);
-        }
-        let doc = self.reference(line, now)?;
+        let doc = self.document(line, now)?;
         self.action(&doc, line, number, buf);
         let doc_start = buf.len();
         serde_json::to_writer(&mut *buf, &doc).expect("serialising a JSON map cannot fail");
@@ -169,9 +161,8 @@ impl Encoder {
         Ok(doc_start)
     }
 
-    /// The reference path: the whole record parsed, transformed and (by the caller) serialised.
-    /// The fast path ([`lazy`]) gives the same documents; tests compare the two.
-    pub fn reference(&self, line: &[u8], now: &str) -> Result<Map<String, Value>, String> {
+    /// The document of one record: parsed whole and transformed (the caller serialises it).
+    pub fn document(&self, line: &[u8], now: &str) -> Result<Map<String, Value>, String> {
         let mut doc = match serde_json::from_slice::<Value>(line) {
             Ok(Value::Object(map)) => map,
             Ok(other) => return Err(format!("not a JSON object but {}", kind(&other))),
@@ -179,15 +170,6 @@ impl Encoder {
         };
         normalise(&mut doc, now, &self.settings);
         Ok(doc)
-    }
-
-    /// The document the fast path makes of a record, parsed back; `None` when the record takes
-    /// the reference path. For tests.
-    pub fn fast(&self, line: &[u8], now: &str) -> Option<Map<String, Value>> {
-        let (view, members) = lazy::transform(line, now, &self.settings)?;
-        let mut out = Vec::with_capacity(line.len() + 256);
-        lazy::write(&view, &members, &mut out);
-        Some(serde_json::from_slice(&out).expect("the fast path writes valid JSON"))
     }
 
     /// Appends the action line of a document.

@@ -212,8 +212,12 @@ fn overrides(s: SourceArgs) -> Overrides {
 }
 
 fn load(path: Option<&Path>, source: SourceArgs) -> Result<Pipeline, evtship::config::ConfigError> {
+    load_with(path, overrides(source))
+}
+
+fn load_with(path: Option<&Path>, ov: Overrides) -> Result<Pipeline, evtship::config::ConfigError> {
     let file = path.map(PipelineFile::load).transpose()?;
-    Pipeline::resolve(file, overrides(source))
+    Pipeline::resolve(file, ov)
 }
 
 fn main() -> ExitCode {
@@ -292,12 +296,7 @@ fn main() -> ExitCode {
                 no_inputs_needed: true,
                 ..overrides(source)
             };
-            let loaded = pipeline
-                .as_deref()
-                .map(PipelineFile::load)
-                .transpose()
-                .and_then(|file| Pipeline::resolve(file, ov));
-            let p = match loaded {
+            let p = match load_with(pipeline.as_deref(), ov) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -331,12 +330,7 @@ fn main() -> ExitCode {
             let mut ov = overrides(source);
             ov.tail = tail;
             ov.shard = shard;
-            let loaded = pipeline
-                .as_deref()
-                .map(PipelineFile::load)
-                .transpose()
-                .and_then(|file| Pipeline::resolve(file, ov));
-            let p = match loaded {
+            let p = match load_with(pipeline.as_deref(), ov) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {e}");

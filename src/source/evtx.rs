@@ -51,7 +51,7 @@ pub(crate) fn read_evtx(
                 ordinal += 1;
                 let doc = flatten(r.data);
                 chunk.push_record(ordinal, |buf| {
-                    serde_json::to_writer(buf, &doc).expect("a JSON map serialises");
+                    sonic_rs::to_writer(buf, &doc).expect("a JSON map serialises");
                 });
                 if chunk.is_full() {
                     let full = std::mem::replace(&mut chunk, RawChunk::new(ctx.input, label));

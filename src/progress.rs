@@ -47,7 +47,10 @@ pub struct Progress {
     multi: MultiProgress,
     overall: ProgressBar,
     bars: HashMap<usize, ProgressBar>,
-    done: Vec<bool>,
+    /// Inputs read to their end.
+    done: usize,
+    /// Whether the run has ended (every input done).
+    finished: bool,
     per_input: bool,
 }
 
@@ -84,22 +87,29 @@ impl Progress {
             multi,
             overall,
             bars: HashMap::new(),
-            done: Vec::new(),
+            done: 0,
+            finished: false,
             per_input,
         }
     }
 
     /// Redraws from the counters.
+    ///
+    /// A batch run reads its inputs one after the other: the input being read is the last one
+    /// with a position, and those before it are done. (A position alone cannot say it: a zip
+    /// is read at its end first, for its directory.)
     pub fn update(&mut self, stats: &Stats) {
         let positions = stats.positions();
-        self.done.resize(positions.len(), false);
+        let current = positions.iter().rposition(|(_, _, pos)| *pos > 0);
+        self.done = if self.finished {
+            positions.len()
+        } else {
+            current.unwrap_or(0)
+        };
         if self.per_input {
             for (id, (label, size, pos)) in positions.iter().enumerate() {
-                if self.done[id] || *pos == 0 || *size == 0 {
-                    continue;
-                }
-                if *pos >= *size {
-                    self.done[id] = true;
+                let reading = Some(id) == current && !self.finished && *size > 0;
+                if !reading {
                     if let Some(bar) = self.bars.remove(&id) {
                         bar.finish_and_clear();
                     }
@@ -115,7 +125,7 @@ impl Progress {
                 }
                 if let Some(bar) = self.bars.get(&id) {
                     bar.set_length(*size);
-                    bar.set_position(*pos);
+                    bar.set_position((*pos).min(*size));
                 }
             }
         }
@@ -130,9 +140,8 @@ impl Progress {
         } else {
             String::new()
         };
-        let finished = self.done.iter().filter(|d| **d).count();
         let inputs = if self.per_input {
-            format!(" · {finished}/{} inputs", positions.len())
+            format!(" · {}/{} inputs", self.done, positions.len())
         } else {
             String::new()
         };
@@ -150,6 +159,7 @@ impl Progress {
 
     /// Draws the final state of the overall line and removes the input bars.
     pub fn finish(mut self, stats: &Stats) {
+        self.finished = true;
         self.update(stats);
         for (_, bar) in self.bars.drain() {
             bar.finish_and_clear();

@@ -287,9 +287,13 @@ fn an_engine_outage_of_30_seconds_is_waited_out_with_flat_memory() {
         "{indexed_during} documents arrived during the outage"
     );
     eprintln!("peak RSS before the outage {before} KiB, during it {during} KiB");
-    // The readers pause: memory during the outage stays at the level before it (5% for noise).
+    // The readers pause: memory during the outage stays at the level before it. The slack is
+    // 5% or 4 MiB, whichever is more: the retry path has a fixed cost of 1 to 2 MiB, which 5%
+    // of a 40 MiB process does not always cover. Readers that did not pause would buffer the
+    // rest of the input, tens of MiB.
+    let slack = (before / 20).max(4 * 1024);
     assert!(
-        during <= before + before / 20,
+        during <= before + slack,
         "RSS grew from {before} to {during} KiB"
     );
 }
@@ -330,26 +334,8 @@ fn a_backfill_killed_ten_times_ends_with_every_record_once() {
         killed_mid_run >= 10,
         "only {killed_mid_run} kills hit a running backfill"
     );
-    let s = dir.path().join("s.json");
-    let out = evtship_cmd(
-        dir.path(),
-        &es_url(),
-        &[
-            "run",
-            p.to_str().unwrap(),
-            "--no-progress",
-            "--summary-json",
-            s.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let last = evtship(&["run", p.to_str().unwrap()], dir.path());
+    assert_eq!(last.code, 0, "{}", last.stderr);
     assert_each_once(&index, "RecordNumber", total);
 }
 
@@ -367,29 +353,11 @@ fn a_rate_limit_holds_within_five_percent_over_twenty_seconds() {
         &index.name,
         &format!("[bulk]\nmax_events_per_second = {rate}\n"),
     );
-    let s = dir.path().join("s.json");
     let started = Instant::now();
-    let out = evtship_cmd(
-        dir.path(),
-        &es_url(),
-        &[
-            "run",
-            p.to_str().unwrap(),
-            "--no-progress",
-            "--summary-json",
-            s.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
+    let run = evtship(&["run", p.to_str().unwrap()], dir.path());
     let wall = started.elapsed().as_secs_f64();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = summary(&s);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let s = run.summary;
     assert_eq!(s["events_indexed"], total);
     let elapsed = s["elapsed_seconds"].as_f64().unwrap();
     let measured = total as f64 / elapsed;

@@ -542,25 +542,24 @@ fn setup(p: &Pipeline, opts: &evtship::setup::SetupOptions) -> u8 {
         return 2;
     }
     // Every file is read before anything is sent, so a typo changes nothing on the cluster.
-    let objects = match opts.kibana_url.as_ref() {
-        Some(_) => match kibana::load(&opts.config_dir.join("kibana"), &p.index) {
-            Ok(o) => Some(o),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        },
-        None => None,
-    };
-    let jobs = match opts.ml {
-        true => match ml::load(&opts.config_dir.join("ml"), &p.index) {
-            Ok(j) => Some(j),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        },
-        false => None,
+    let files = (|| -> Result<_, SetupError> {
+        let objects = opts
+            .kibana_url
+            .as_ref()
+            .map(|_| kibana::load(&opts.config_dir.join("kibana"), &p.index))
+            .transpose()?;
+        let jobs = opts
+            .ml
+            .then(|| ml::load(&opts.config_dir.join("ml"), &p.index))
+            .transpose()?;
+        Ok((objects, jobs))
+    })();
+    let (objects, jobs) = match files {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -36,21 +36,15 @@ fn kibana_objects() -> Vec<Value> {
 }
 
 fn setup(args: &[&str], es: &str, env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evtship"));
-    cmd.current_dir(root())
-        .arg("setup")
-        .args(args)
-        .env("ES_URL", es)
-        .env_remove("KIBANA_URL");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<&str> = std::iter::once("setup")
+        .chain(args.iter().copied())
+        .collect();
+    let env: Vec<(&str, &str)> = std::iter::once(("ES_URL", es))
+        .chain(env.iter().copied())
+        .collect();
+    let run = evtship_env(&args, dir.path(), &env);
+    (run.code, run.stdout, run.stderr)
 }
 
 /// Answers like Elasticsearch 8.15 with a `licence` licence, and like Kibana's import API.

@@ -167,7 +167,7 @@ impl Encoder {
     /// Records are read and written by sonic-rs (SIMD) through serde, into serde_json's
     /// `Value`, which the rules work on: 14% faster encoding than serde_json's own reader and
     /// writer, and the same values and bytes (`tests/json_engine.rs`).
-    pub fn document(&self, line: &[u8], now: &str) -> Result<Map<String, Value>, String> {
+    fn document(&self, line: &[u8], now: &str) -> Result<Map<String, Value>, String> {
         let mut doc = match sonic_rs::from_slice::<record::Record>(line) {
             Ok(record::Record::Object(map)) => map,
             Ok(record::Record::Other(kind)) => return Err(format!("not a JSON object but {kind}")),

@@ -274,14 +274,15 @@ fn canonical_types(doc: &mut Map<String, Value>) {
             _ => None,
         };
         match mask {
-            Some(m) => *v = Value::String(format!("0x{m:016X}")),
+            Some(m) => *v = Value::String(mask_text(m)),
             None if !v.is_string() => *v = Value::String(v.to_string()),
             None => {}
         }
     }
 }
 
-fn parse_integer(s: &str) -> Option<i64> {
+/// An envelope number from its text: decimal, or hex with `0x`.
+pub(super) fn parse_integer(s: &str) -> Option<i64> {
     let t = s.trim();
     if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         return i64::from_str_radix(hex, 16).ok();
@@ -289,7 +290,13 @@ fn parse_integer(s: &str) -> Option<i64> {
     t.parse().ok()
 }
 
-fn parse_mask(s: &str) -> Option<u64> {
+/// `Keywords` as written in every dialect: `0x` and 16 hex digits.
+pub(super) fn mask_text(mask: u64) -> String {
+    format!("0x{mask:016X}")
+}
+
+/// A `Keywords` mask from its text: hex with `0x`, or decimal (NXLog writes it signed).
+pub(super) fn parse_mask(s: &str) -> Option<u64> {
     let t = s.trim();
     match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),

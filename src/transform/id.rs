@@ -1,16 +1,7 @@
 //! Stable document ids, so that reading the same record twice adds nothing to the index.
 
-use serde_json::{Map, Value};
-use std::borrow::Cow;
+use super::fields::Fields;
 use xxhash_rust::xxh3::Xxh3;
-
-fn text(v: &Value) -> Option<Cow<'_, str>> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        _ => None,
-    }
-}
 
 /// The id of a record: from the event's identity (`Hostname` + `Channel` + `RecordNumber`, or
 /// `Computer` + `Channel` + `EventRecordID`, with `EventID` and the record's creation time:
@@ -26,23 +17,19 @@ fn text(v: &Value) -> Option<Cow<'_, str>> {
 /// 32 hex digits of a 128-bit xxh3 hash; the identity is hashed with a separator that cannot
 /// occur in the parts, and under a different prefix from the bytes. The parts are fed to the
 /// hasher in turn, without building the string they make (the same hash: ids never change).
-pub fn document_id(doc: &Map<String, Value>, raw: &[u8], line: u64) -> String {
+pub fn document_id<D: Fields + ?Sized>(doc: &D, raw: &[u8], line: u64) -> String {
     let identity = [("Hostname", "RecordNumber"), ("Computer", "EventRecordID")]
         .iter()
         .find_map(|(host, record)| {
-            Some((
-                text(doc.get(*host)?)?,
-                text(doc.get("Channel")?)?,
-                text(doc.get(*record)?)?,
-            ))
+            Some((doc.text(host)?, doc.text("Channel")?, doc.text(record)?))
         });
     let mut h = Xxh3::new();
     match identity {
         Some((host, channel, record)) => {
-            let event = doc.get("EventID").and_then(text).unwrap_or_default();
+            let event = doc.text("EventID").unwrap_or_default();
             let created = ["EventTime", "TimeCreated", "UtcTime"]
                 .iter()
-                .find_map(|k| doc.get(*k).and_then(text))
+                .find_map(|k| doc.text(k))
                 .unwrap_or_default();
             h.update(b"event");
             for part in [&host, &channel, &record, &event, &created] {
@@ -63,7 +50,7 @@ pub fn document_id(doc: &Map<String, Value>, raw: &[u8], line: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -71,7 +58,7 @@ mod tests {
 
     /// The first form of the id: the parts joined into one string, hashed at once.
     fn joined(doc: &Map<String, Value>, raw: &[u8], line: u64) -> String {
-        let t = |k: &str| doc.get(k).and_then(text).map(|c| c.into_owned());
+        let t = |k: &str| doc.text(k).map(|c| c.into_owned());
         let identity = [("Hostname", "RecordNumber"), ("Computer", "EventRecordID")]
             .iter()
             .find_map(|(h, r)| Some((t(h)?, t("Channel")?, t(r)?)));

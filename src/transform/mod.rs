@@ -18,6 +18,8 @@
 pub mod dialect;
 pub mod ecs;
 pub mod entities;
+pub mod fields;
+mod flat;
 pub mod id;
 pub mod message;
 mod record;
@@ -25,7 +27,9 @@ pub mod timestamp;
 
 use crate::config::IndexName;
 use crate::decode::RawChunk;
+use fields::Fields;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Sysmon's event log channel.
@@ -100,6 +104,8 @@ pub struct Encoder {
     /// The action line up to the id, for an index that does not depend on the document.
     fixed_prefix: Option<Vec<u8>>,
     settings: Settings,
+    /// Whether flat records take the fast path ([`flat`]).
+    fast: bool,
 }
 
 impl Encoder {
@@ -111,7 +117,21 @@ impl Encoder {
             index: index.clone(),
             fixed_prefix,
             settings,
+            fast: true,
         }
+    }
+
+    /// Turns the fast path for flat records on (the default) or off. Off, every record is
+    /// parsed into a tree: the same documents, more slowly (for checks and benchmarks).
+    pub fn with_fast_path(mut self, on: bool) -> Self {
+        self.fast = on;
+        self
+    }
+
+    /// Whether a record takes the fast path (see [`Encoder::with_fast_path`]; for checks and
+    /// benchmarks).
+    pub fn takes_fast_path(&self, line: &[u8]) -> bool {
+        self.fast && flat::encode(self, line, 0, "", &mut Vec::new()).is_some()
     }
 
     /// Encodes every record of a chunk.
@@ -154,6 +174,11 @@ impl Encoder {
         now: &str,
         buf: &mut Vec<u8>,
     ) -> Result<usize, String> {
+        if self.fast {
+            if let Some(doc_start) = flat::encode(self, line, number, now, buf) {
+                return Ok(doc_start);
+            }
+        }
         let doc = self.document(line, now)?;
         self.action(&doc, line, number, buf);
         let doc_start = buf.len();
@@ -178,11 +203,13 @@ impl Encoder {
     }
 
     /// Appends the action line of a document.
-    fn action(&self, doc: &Map<String, Value>, line: &[u8], number: u64, buf: &mut Vec<u8>) {
+    fn action<D: Fields + ?Sized>(&self, doc: &D, line: &[u8], number: u64, buf: &mut Vec<u8>) {
         match &self.fixed_prefix {
             Some(prefix) => buf.extend_from_slice(prefix),
             None => {
-                let time = str_field(doc, "@timestamp")
+                let time = doc
+                    .str("@timestamp")
+                    .as_deref()
                     .and_then(timestamp::parse_utc)
                     .unwrap_or_else(chrono::Utc::now);
                 buf.extend_from_slice(&action_prefix(&self.index.for_time(time)));
@@ -199,38 +226,80 @@ fn action_prefix(index: &str) -> Vec<u8> {
     format!("{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"").into_bytes()
 }
 
-fn str_field<'a>(doc: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    doc.get(key).and_then(Value::as_str)
-}
-
-fn event_id(doc: &Map<String, Value>) -> Option<i64> {
-    match doc.get("EventID")? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+/// The event id as a number, as a number or a numeric string.
+fn event_id<D: Fields + ?Sized>(doc: &D) -> Option<i64> {
+    doc.text("EventID")?.trim().parse().ok()
 }
 
 /// Whether a record is a Sysmon event.
-pub fn is_sysmon(doc: &Map<String, Value>) -> bool {
-    str_field(doc, "Channel").is_some_and(|c| c.eq_ignore_ascii_case(SYSMON_CHANNEL))
-        || str_field(doc, "SourceName") == Some("Microsoft-Windows-Sysmon")
+pub fn is_sysmon<D: Fields + ?Sized>(doc: &D) -> bool {
+    doc.str("Channel")
+        .is_some_and(|c| c.eq_ignore_ascii_case(SYSMON_CHANNEL))
+        || doc.str("SourceName").as_deref() == Some("Microsoft-Windows-Sysmon")
 }
 
 /// Applies the rules in this module's documentation to one record.
 pub fn normalise(doc: &mut Map<String, Value>, now: &str, settings: &Settings) {
     dialect::normalise(doc, settings.dialect);
-    if is_sysmon(doc) {
-        fill_from_message(doc);
-    } else {
-        message_data(doc);
+    if let Some(message) = doc.get("Message").and_then(Value::as_str).map(str::to_owned) {
+        rendered_message(doc, &message);
     }
-    doc.insert("@version".to_owned(), Value::String("1".to_owned()));
-    let ts = timestamp::choose(doc, settings.timestamp, settings.timezone, now);
-    doc.insert("@timestamp".to_owned(), Value::String(ts));
+    stamp(doc, now, settings);
     if settings.ecs {
         ecs::add(doc);
     }
+}
+
+/// A document the rules below write to: the general path's map, or a flat record
+/// ([`flat`]). The rules are written once, so both paths give the same documents.
+trait Document<'m>: Fields {
+    /// Whether the document has `key`.
+    fn has(&self, key: &str) -> bool;
+    /// Sets `key` to a string: in place when the document has it, else after the others.
+    fn set(&mut self, key: &'m str, value: Cow<'m, str>);
+    /// Sets `MessageData`: names with their values, in order (one value is a string, more an
+    /// array).
+    fn set_data(&mut self, data: Vec<(String, Vec<String>)>);
+}
+
+impl<'m> Document<'m> for Map<String, Value> {
+    fn has(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+
+    fn set(&mut self, key: &'m str, value: Cow<'m, str>) {
+        self.insert(key.to_owned(), Value::String(value.into_owned()));
+    }
+
+    fn set_data(&mut self, data: Vec<(String, Vec<String>)>) {
+        let data = data
+            .into_iter()
+            .map(|(name, mut values)| {
+                let value = match values.len() {
+                    1 => Value::String(values.remove(0)),
+                    _ => Value::Array(values.into_iter().map(Value::String).collect()),
+                };
+                (name, value)
+            })
+            .collect();
+        self.insert("MessageData".to_owned(), Value::Object(data));
+    }
+}
+
+/// The rules on the rendered `Message` (Sysmon fields, or `MessageData`; `MessageTitle`).
+fn rendered_message<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
+    if is_sysmon(doc) {
+        fill_from_message(doc, message);
+    } else {
+        message_data(doc, message);
+    }
+}
+
+/// `@version`, then `@timestamp` (last, as it may come from fields the other rules set).
+fn stamp<'m, D: Document<'m>>(doc: &mut D, now: &str, settings: &Settings) {
+    doc.set("@version", Cow::Borrowed("1"));
+    let ts = timestamp::choose(doc, settings.timestamp, settings.timezone, now);
+    doc.set("@timestamp", Cow::Owned(ts));
 }
 
 /// Whether a rendered value is an insert Windows failed to expand (`%9`, `%%1833`).
@@ -239,44 +308,34 @@ fn unexpanded(v: &str) -> bool {
     v.starts_with('%') && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
 }
 
-fn set_title(doc: &mut Map<String, Value>, title: &str) {
+fn set_title<'m, D: Document<'m>>(doc: &mut D, title: &'m str) {
     let title = title.strip_suffix(':').unwrap_or(title).trim();
-    if !title.is_empty() && !doc.contains_key("MessageTitle") {
-        doc.insert("MessageTitle".to_owned(), Value::String(title.to_owned()));
+    if !title.is_empty() && !doc.has("MessageTitle") {
+        doc.set("MessageTitle", Cow::Borrowed(title));
     }
 }
 
-fn fill_from_message(doc: &mut Map<String, Value>) {
-    let Some(message) = str_field(doc, "Message") else {
-        return;
-    };
+fn fill_from_message<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
     let registry = matches!(event_id(doc), Some(12..=14));
     let rendered = message::parse_sysmon(message);
-    let title = rendered.title.to_owned();
-    let updates: Vec<(String, String)> = rendered
+    let updates: Vec<(&str, &str)> = rendered
         .fields
-        .iter()
+        .into_iter()
         .filter(|(_, value)| !unexpanded(value))
-        .filter(|(key, _)| match doc.get(*key) {
-            None => true,
-            Some(Value::String(s)) => *key == "EventType" && registry && s == "INFO",
-            Some(_) => false,
+        .filter(|(key, _)| {
+            !doc.has(key)
+                || (*key == "EventType" && registry && doc.str(key).as_deref() == Some("INFO"))
         })
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     for (key, value) in updates {
-        doc.insert(key, Value::String(value));
+        doc.set(key, Cow::Borrowed(value));
     }
-    set_title(doc, &title);
+    set_title(doc, rendered.title);
 }
 
-fn message_data(doc: &mut Map<String, Value>) {
-    let Some(message) = str_field(doc, "Message") else {
-        return;
-    };
+fn message_data<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
     let parsed = message::parse_sectioned(message);
-    let title = parsed.title.to_owned();
-    let mut data = Map::new();
+    let mut data: Vec<(String, Vec<String>)> = Vec::new();
     for (section, key, value) in parsed.fields {
         if unexpanded(&value) {
             continue;
@@ -288,21 +347,15 @@ fn message_data(doc: &mut Map<String, Value>) {
         if name.is_empty() {
             continue;
         }
-        match data.get_mut(&name) {
-            None => {
-                data.insert(name, Value::String(value));
-            }
-            Some(Value::Array(items)) => items.push(Value::String(value)),
-            Some(first) => {
-                let first = first.take();
-                data.insert(name, Value::Array(vec![first, Value::String(value)]));
-            }
+        match data.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, values)) => values.push(value),
+            None => data.push((name, vec![value])),
         }
     }
     if !data.is_empty() {
-        doc.insert("MessageData".to_owned(), Value::Object(data));
+        doc.set_data(data);
     }
-    set_title(doc, &title);
+    set_title(doc, parsed.title);
 }
 
 #[cfg(test)]

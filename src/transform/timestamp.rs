@@ -10,8 +10,8 @@
 //! Times without a zone (`UtcTime`, `2020-05-02 02:55:56.157`) are UTC, except `EventTime`.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use super::fields::Fields;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 /// Which time `@timestamp` holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -44,18 +44,17 @@ pub fn format(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn field<'a>(doc: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    doc.get(key).and_then(Value::as_str)
-}
-
 /// When the event happened, from the fields that say so.
-pub fn event_time(doc: &Map<String, Value>, zone: Option<chrono_tz::Tz>) -> Option<DateTime<Utc>> {
-    field(doc, "UtcTime")
-        .and_then(parse_utc)
-        .or_else(|| field(doc, "TimeCreated").and_then(parse_utc))
+pub fn event_time<D: Fields + ?Sized>(
+    doc: &D,
+    zone: Option<chrono_tz::Tz>,
+) -> Option<DateTime<Utc>> {
+    let utc = |key| doc.str(key).as_deref().and_then(parse_utc);
+    utc("UtcTime")
+        .or_else(|| utc("TimeCreated"))
         .or_else(|| {
             let zone = zone?;
-            let local = naive(field(doc, "EventTime")?)?;
+            let local = naive(doc.str("EventTime")?.as_ref())?;
             zone.from_local_datetime(&local)
                 .earliest()
                 .map(|t| t.with_timezone(&Utc))
@@ -63,18 +62,18 @@ pub fn event_time(doc: &Map<String, Value>, zone: Option<chrono_tz::Tz>) -> Opti
 }
 
 /// The `@timestamp` of a document under `mode`; `now` when nothing else is known.
-pub fn choose(
-    doc: &Map<String, Value>,
+pub fn choose<D: Fields + ?Sized>(
+    doc: &D,
     mode: TimestampMode,
     zone: Option<chrono_tz::Tz>,
     now: &str,
 ) -> String {
     let source = || {
-        field(doc, "@timestamp")
+        doc.str("@timestamp")
             .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
             .map(|d| d.with_timezone(&Utc))
     };
-    let generated = || field(doc, "TimeGenerated").and_then(parse_utc);
+    let generated = || doc.str("TimeGenerated").as_deref().and_then(parse_utc);
     let chosen = match mode {
         TimestampMode::Source => source().or_else(|| event_time(doc, zone)),
         TimestampMode::Event => event_time(doc, zone).or_else(source),
@@ -92,6 +91,7 @@ pub fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Map, Value};
 
     #[test]
     fn utc_time() {

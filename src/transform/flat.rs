@@ -1,0 +1,337 @@
+//! The fast path for flat records: the NXLog, PowerShell and `.evtx` shapes that make up
+//! nearly every export, where each value is a string, number, boolean or null.
+//!
+//! Such a record is not built into a tree. Its fields are found with sonic-rs's lazy object
+//! iterator (SIMD; it validates what it skips), each value is written to the document as the
+//! JSON text it was read as, and only what the rules add or change is written anew. The rules
+//! themselves are the general path's ([`super::Document`]), so both paths give the same
+//! documents; `tests/fast_path.rs` checks it on every record of the test data.
+//!
+//! A record takes the general path instead (this returns `None`, having written nothing) when
+//! it is anything else: invalid JSON (the general path says why), a Winlogbeat or Azure record,
+//! objects, arrays of objects or arrays, keys with dots or escapes, duplicate keys, a value the
+//! dialect rules would change (XML entities, an envelope number that is not a plain integer, a
+//! numeric `Opcode`), a `\u` escape of a surrogate, or ECS fields being wanted.
+
+use super::dialect::{self, Dialect, INTEGER_FIELDS};
+use super::fields::Fields;
+use super::{Document, Encoder};
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+
+/// Fields a record is expected to have, at most, for the first allocation.
+const FIELDS: usize = 64;
+
+/// Keys that make [`dialect::detect`] see something other than NXLog or PowerShell.
+const OTHER_DIALECT_KEYS: &[&str] = &["event_data", "user_data", "log_name", "EventData"];
+
+/// A value of the document being written.
+enum Val<'a> {
+    /// JSON text as read, written unchanged.
+    Raw(&'a str),
+    /// A string, escaped when written.
+    Str(Cow<'a, str>),
+    /// An integer made from a numeric string.
+    Int(i64),
+    /// `MessageData` (see [`Document::set_data`]).
+    Data(Vec<(String, Vec<String>)>),
+}
+
+/// One field of the document being written.
+struct Field<'a> {
+    key: &'a str,
+    /// Whether `key` is the record's own text, which needs no escaping.
+    read: bool,
+    value: Val<'a>,
+}
+
+/// A flat record on its way to becoming a document: its fields in order, and where each is.
+struct Flat<'a> {
+    fields: Vec<Field<'a>>,
+    index: FxHashMap<&'a str, usize>,
+}
+
+/// Appends the action and document lines of a flat record to `buf`, as
+/// [`Encoder::encode`] does; returns where the document line starts, or `None` (nothing
+/// written) when the record needs the general path.
+pub(super) fn encode(
+    enc: &Encoder,
+    line: &[u8],
+    number: u64,
+    now: &str,
+    buf: &mut Vec<u8>,
+) -> Option<usize> {
+    if enc.settings.ecs || has_surrogate_escape(line) {
+        return None;
+    }
+    let read = scan(line)?;
+    let message = read
+        .iter()
+        .find(|(key, _)| *key == "Message")
+        .and_then(|(_, raw)| string(raw));
+    let mut doc = Flat::new(&read, enc.settings.dialect)?;
+    if let Some(message) = message.as_deref() {
+        super::rendered_message(&mut doc, message);
+    }
+    super::stamp(&mut doc, now, &enc.settings);
+    enc.action(&doc, line, number, buf);
+    let doc_start = buf.len();
+    doc.write(buf);
+    buf.push(b'\n');
+    Some(doc_start)
+}
+
+/// The fields of a record as JSON text, when it is an object of plain keys and flat values.
+fn scan(line: &[u8]) -> Option<Vec<(&str, &str)>> {
+    let mut fields = Vec::with_capacity(FIELDS);
+    let mut end = 0;
+    for entry in sonic_rs::to_object_iter(line) {
+        let (key, value) = entry.ok()?;
+        let Cow::Borrowed(raw) = value.as_raw_cow() else {
+            return None;
+        };
+        let start = raw.as_ptr() as usize - line.as_ptr() as usize;
+        let key = key_text(line, start, &key)?;
+        if key.contains('.') || !flat_value(raw) {
+            return None;
+        }
+        end = start + raw.len();
+        fields.push((key, raw));
+    }
+    // The iterator stops at the closing brace: anything after it but blanks is invalid JSON.
+    let rest = line.get(end..)?.trim_ascii();
+    (rest == b"}" && !fields.is_empty()).then_some(fields)
+}
+
+/// The key of the value at `start` as the line's own text, when it is written there without
+/// escapes (the iterator hands keys over as copies). Its text then ends with the quote before
+/// the colon before the value, and matches the key byte for byte.
+fn key_text<'a>(line: &'a [u8], start: usize, key: &str) -> Option<&'a str> {
+    let before = line[..start].trim_ascii_end().strip_suffix(b":")?;
+    let quoted = before.trim_ascii_end().strip_suffix(b"\"")?;
+    let text = quoted.strip_suffix(key.as_bytes())?;
+    let text_start = text.len();
+    text.ends_with(b"\"")
+        .then(|| std::str::from_utf8(&quoted[text_start..]).ok())
+        .flatten()
+}
+
+/// Whether a value is no object and no array holding objects or arrays (a bracket in one of
+/// its strings counts too: the general path will tell), and no negative zero (which the general
+/// path reads as a float and writes `0.0`).
+fn flat_value(raw: &str) -> bool {
+    match raw.as_bytes()[0] {
+        b'{' => false,
+        b'[' => !raw[1..].contains(['[', '{']),
+        b'-' => !raw.starts_with("-0"),
+        _ => true,
+    }
+}
+
+/// Whether a line holds `\uD800` to `\uDFFF` (a surrogate, alone or in a pair), which the
+/// general path checks and decodes. A false alarm (`\\uD8` in a path) only costs the general
+/// path.
+fn has_surrogate_escape(line: &[u8]) -> bool {
+    memchr::memmem::find_iter(line, b"\\u").any(|at| {
+        matches!(line.get(at + 2..at + 4), Some([a, b])
+            if a.eq_ignore_ascii_case(&b'd') && matches!(b.to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// The string a JSON string's text holds, unescaped; `None` for other values.
+fn string(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        sonic_rs::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+fn is_number(raw: &str) -> bool {
+    raw.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+}
+
+/// Whether a number's text is an integer that JSON writes back the same (`-0` is not).
+fn plain_integer(raw: &str) -> bool {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !raw.starts_with("-0")
+        && (raw.parse::<i64>().is_ok() || raw.parse::<u64>().is_ok())
+}
+
+impl<'a> Flat<'a> {
+    /// The record's fields, with the dialect rules applied; `None` when they would change
+    /// more than `Keywords`.
+    fn new(read: &[(&'a str, &'a str)], forced: Dialect) -> Option<Self> {
+        let mut doc = Flat {
+            fields: Vec::with_capacity(read.len() + 24),
+            index: FxHashMap::with_capacity_and_hasher(read.len() + 24, Default::default()),
+        };
+        let nxlog_or_powershell = match forced {
+            Dialect::Auto => true,
+            Dialect::Nxlog | Dialect::Powershell => false,
+            Dialect::Winlogbeat | Dialect::Azure => return None,
+        };
+        for &(key, raw) in read {
+            if nxlog_or_powershell && OTHER_DIALECT_KEYS.contains(&key) {
+                return None;
+            }
+            let value = match key {
+                "Keywords" => Val::Str(Cow::Owned(keywords(raw)?)),
+                "Opcode" if is_number(raw) => return None,
+                _ if INTEGER_FIELDS.contains(&key) => integer(raw)?,
+                "Message" => Val::Raw(raw),
+                // NXLog's XML entities are decoded by the general path.
+                _ if raw.starts_with('"') && raw.contains('&') => return None,
+                _ => Val::Raw(raw),
+            };
+            if doc.index.insert(key, doc.fields.len()).is_some() {
+                return None;
+            }
+            doc.fields.push(Field {
+                key,
+                read: true,
+                value,
+            });
+        }
+        Some(doc)
+    }
+
+    fn get(&self, key: &str) -> Option<&Val<'a>> {
+        self.index.get(key).map(|&i| &self.fields[i].value)
+    }
+
+    /// Writes the document as one line of JSON (without the newline).
+    fn write(&self, buf: &mut Vec<u8>) {
+        buf.push(b'{');
+        for (i, field) in self.fields.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            if field.read {
+                buf.push(b'"');
+                buf.extend_from_slice(field.key.as_bytes());
+                buf.push(b'"');
+            } else {
+                write_str(buf, field.key);
+            }
+            buf.push(b':');
+            match &field.value {
+                Val::Raw(raw) => buf.extend_from_slice(raw.as_bytes()),
+                Val::Str(s) => write_str(buf, s),
+                Val::Int(n) => buf.extend_from_slice(n.to_string().as_bytes()),
+                Val::Data(data) => write_data(buf, data),
+            }
+        }
+        buf.push(b'}');
+    }
+}
+
+/// An envelope number as every dialect writes it, or `None` for a value the general path
+/// handles (it moves it to `<name>Text`).
+fn integer(raw: &str) -> Option<Val<'_>> {
+    if plain_integer(raw) {
+        Some(Val::Raw(raw))
+    } else {
+        dialect::parse_integer(&string(raw)?).map(Val::Int)
+    }
+}
+
+/// `Keywords` as every dialect writes it, or `None` for a value the general path handles.
+fn keywords(raw: &str) -> Option<String> {
+    let mask = if is_number(raw) {
+        let mask = raw.parse::<i64>().map(|i| i as u64).or_else(|_| raw.parse());
+        Some(mask.ok()?)
+    } else {
+        dialect::parse_mask(&string(raw)?)
+    };
+    match mask {
+        Some(m) => Some(dialect::mask_text(m)),
+        None => string(raw).map(Cow::into_owned),
+    }
+}
+
+fn write_str(buf: &mut Vec<u8>, s: &str) {
+    sonic_rs::to_writer(&mut *buf, s).expect("writing a string to memory cannot fail");
+}
+
+fn write_data(buf: &mut Vec<u8>, data: &[(String, Vec<String>)]) {
+    buf.push(b'{');
+    for (i, (name, values)) in data.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_str(buf, name);
+        buf.push(b':');
+        match values.as_slice() {
+            [one] => write_str(buf, one),
+            many => {
+                buf.push(b'[');
+                for (j, value) in many.iter().enumerate() {
+                    if j > 0 {
+                        buf.push(b',');
+                    }
+                    write_str(buf, value);
+                }
+                buf.push(b']');
+            }
+        }
+    }
+    buf.push(b'}');
+}
+
+impl Fields for Flat<'_> {
+    fn str(&self, key: &str) -> Option<Cow<'_, str>> {
+        match self.get(key)? {
+            Val::Raw(raw) => string(raw),
+            Val::Str(s) => Some(Cow::Borrowed(s)),
+            Val::Int(_) | Val::Data(_) => None,
+        }
+    }
+
+    fn text(&self, key: &str) -> Option<Cow<'_, str>> {
+        match self.get(key)? {
+            Val::Raw(raw) if raw.starts_with('"') => string(raw).filter(|s| !s.is_empty()),
+            Val::Raw(raw) if raw.bytes().all(|b| b.is_ascii_digit()) => Some(Cow::Borrowed(raw)),
+            // Other numbers as the general path writes them (`1.50` is `1.5`).
+            Val::Raw(raw) if is_number(raw) => sonic_rs::from_str::<serde_json::Number>(raw)
+                .ok()
+                .map(|n| Cow::Owned(n.to_string())),
+            Val::Raw(_) | Val::Data(_) => None,
+            Val::Str(s) => (!s.is_empty()).then_some(Cow::Borrowed(s)),
+            Val::Int(n) => Some(Cow::Owned(n.to_string())),
+        }
+    }
+}
+
+impl<'a> Document<'a> for Flat<'a> {
+    fn has(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    fn set(&mut self, key: &'a str, value: Cow<'a, str>) {
+        self.put(key, Val::Str(value));
+    }
+
+    fn set_data(&mut self, data: Vec<(String, Vec<String>)>) {
+        self.put("MessageData", Val::Data(data));
+    }
+}
+
+impl<'a> Flat<'a> {
+    fn put(&mut self, key: &'a str, value: Val<'a>) {
+        match self.index.get(key) {
+            Some(&i) => self.fields[i].value = value,
+            None => {
+                self.index.insert(key, self.fields.len());
+                self.fields.push(Field {
+                    key,
+                    read: false,
+                    value,
+                });
+            }
+        }
+    }
+}

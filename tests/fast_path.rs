@@ -116,7 +116,8 @@ fn test_data_gives_the_same_documents_both_ways() {
 
 #[test]
 fn each_rule_gives_the_same_document_both_ways() {
-    let sysmon = r#""Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"h","RecordNumber":7"#;
+    let sysmon =
+        r#""Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"h","RecordNumber":7"#;
     let lines = [
         // Registry event: Sysmon's EventType replaces INFO; Message fields fill the rest.
         format!(r#"{{{sysmon},"EventID":13,"EventType":"INFO","TargetObject":"HKLM\\a%5Cb","Message":"Registry value set:\r\nRuleName: -\r\nEventType: SetValue\r\nUtcTime: 2019-12-05 04:47:33.003\r\nTargetObject: HKLM\\a10080Cb\r\nDetails: DWORD (0x00000001)"}}"#),

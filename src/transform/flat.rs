@@ -242,7 +242,10 @@ fn integer(raw: &str) -> Option<Val<'_>> {
 /// `Keywords` as every dialect writes it, or `None` for a value the general path handles.
 fn keywords(raw: &str) -> Option<String> {
     let mask = if is_number(raw) {
-        let mask = raw.parse::<i64>().map(|i| i as u64).or_else(|_| raw.parse());
+        let mask = raw
+            .parse::<i64>()
+            .map(|i| i as u64)
+            .or_else(|_| raw.parse());
         Some(mask.ok()?)
     } else {
         dialect::parse_mask(&string(raw)?)

@@ -241,7 +241,11 @@ pub fn is_sysmon<D: Fields + ?Sized>(doc: &D) -> bool {
 /// Applies the rules in this module's documentation to one record.
 pub fn normalise(doc: &mut Map<String, Value>, now: &str, settings: &Settings) {
     dialect::normalise(doc, settings.dialect);
-    if let Some(message) = doc.get("Message").and_then(Value::as_str).map(str::to_owned) {
+    if let Some(message) = doc
+        .get("Message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    {
         rendered_message(doc, &message);
     }
     stamp(doc, now, settings);

@@ -9,8 +9,8 @@
 //!
 //! Times without a zone (`UtcTime`, `2020-05-02 02:55:56.157`) are UTC, except `EventTime`.
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use super::fields::Fields;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::Deserialize;
 
 /// Which time `@timestamp` holds.
@@ -50,15 +50,13 @@ pub fn event_time<D: Fields + ?Sized>(
     zone: Option<chrono_tz::Tz>,
 ) -> Option<DateTime<Utc>> {
     let utc = |key| doc.str(key).as_deref().and_then(parse_utc);
-    utc("UtcTime")
-        .or_else(|| utc("TimeCreated"))
-        .or_else(|| {
-            let zone = zone?;
-            let local = naive(doc.str("EventTime")?.as_ref())?;
-            zone.from_local_datetime(&local)
-                .earliest()
-                .map(|t| t.with_timezone(&Utc))
-        })
+    utc("UtcTime").or_else(|| utc("TimeCreated")).or_else(|| {
+        let zone = zone?;
+        let local = naive(doc.str("EventTime")?.as_ref())?;
+        zone.from_local_datetime(&local)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    })
 }
 
 /// The `@timestamp` of a document under `mode`; `now` when nothing else is known.

@@ -1,21 +1,21 @@
 //! The fast path for flat records: the NXLog, PowerShell and `.evtx` shapes that make up
 //! nearly every export, where each value is a string, number, boolean or null.
 //!
-//! Such a record is not built into a tree. Its fields are found with sonic-rs's lazy object
-//! iterator (SIMD; it validates what it skips), each value is written to the document as the
-//! JSON text it was read as, and only what the rules add or change is written anew. The rules
+//! Such a record is not built into a tree. Its fields are found in one strict pass over the line
+//! ([`scan`]), each value is written to the document as the JSON text it was read as, and only what the rules add or change is written anew. The rules
 //! themselves are the general path's ([`super::Document`]), so both paths give the same
 //! documents; `tests/fast_path.rs` checks it on every record of the test data.
 //!
 //! A record takes the general path instead (this returns `None`, having written nothing) when
 //! it is anything else: invalid JSON (the general path says why), a Winlogbeat or Azure record,
-//! objects, arrays of objects or arrays, keys with dots or escapes, duplicate keys, a value the
-//! dialect rules would change (XML entities, an envelope number that is not a plain integer, a
-//! numeric `Opcode`), a `\u` escape of a surrogate, or ECS fields being wanted.
+//! objects, arrays of objects or arrays, control characters, keys with dots or escapes,
+//! duplicate keys, a value the dialect rules would change (XML entities, an envelope number
+//! that is neither an integer nor a numeric string, a numeric `Opcode`), a `\u` escape of a
+//! surrogate, negative zero, or ECS fields being wanted.
 
 use super::dialect::{self, Dialect, INTEGER_FIELDS};
 use super::fields::Fields;
-use super::{Document, Encoder};
+use super::{scan, Document, Encoder};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 
@@ -61,10 +61,14 @@ pub(super) fn encode(
     now: &str,
     buf: &mut Vec<u8>,
 ) -> Option<usize> {
-    if enc.settings.ecs || has_surrogate_escape(line) {
+    if enc.settings.ecs {
         return None;
     }
-    let read = scan(line)?;
+    let mut read = Vec::with_capacity(FIELDS);
+    scan::flat_object(line, &mut read)?;
+    if !no_negative_zero(&read) {
+        return None;
+    }
     let message = read
         .iter()
         .find(|(key, _)| *key == "Message")
@@ -81,60 +85,13 @@ pub(super) fn encode(
     Some(doc_start)
 }
 
-/// The fields of a record as JSON text, when it is an object of plain keys and flat values.
-fn scan(line: &[u8]) -> Option<Vec<(&str, &str)>> {
-    let mut fields = Vec::with_capacity(FIELDS);
-    let mut end = 0;
-    for entry in sonic_rs::to_object_iter(line) {
-        let (key, value) = entry.ok()?;
-        let Cow::Borrowed(raw) = value.as_raw_cow() else {
-            return None;
-        };
-        let start = raw.as_ptr() as usize - line.as_ptr() as usize;
-        let key = key_text(line, start, &key)?;
-        if key.contains('.') || !flat_value(raw) {
-            return None;
-        }
-        end = start + raw.len();
-        fields.push((key, raw));
-    }
-    // The iterator stops at the closing brace: anything after it but blanks is invalid JSON.
-    let rest = line.get(end..)?.trim_ascii();
-    (rest == b"}" && !fields.is_empty()).then_some(fields)
-}
-
-/// The key of the value at `start` as the line's own text, when it is written there without
-/// escapes (the iterator hands keys over as copies). Its text then ends with the quote before
-/// the colon before the value, and matches the key byte for byte.
-fn key_text<'a>(line: &'a [u8], start: usize, key: &str) -> Option<&'a str> {
-    let before = line[..start].trim_ascii_end().strip_suffix(b":")?;
-    let quoted = before.trim_ascii_end().strip_suffix(b"\"")?;
-    let text = quoted.strip_suffix(key.as_bytes())?;
-    let text_start = text.len();
-    text.ends_with(b"\"")
-        .then(|| std::str::from_utf8(&quoted[text_start..]).ok())
-        .flatten()
-}
-
-/// Whether a value is no object and no array holding objects or arrays (a bracket in one of
-/// its strings counts too: the general path will tell), and no negative zero (which the general
-/// path reads as a float and writes `0.0`).
-fn flat_value(raw: &str) -> bool {
-    match raw.as_bytes()[0] {
-        b'{' => false,
-        b'[' => !raw[1..].contains(['[', '{']),
+/// Whether no value is negative zero, which the general path reads as a float and writes
+/// `0.0` (an array holding `-0` in one of its strings counts too).
+fn no_negative_zero(fields: &[(&str, &str)]) -> bool {
+    fields.iter().all(|(_, raw)| match raw.as_bytes()[0] {
         b'-' => !raw.starts_with("-0"),
+        b'[' => !raw.contains("-0"),
         _ => true,
-    }
-}
-
-/// Whether a line holds `\uD800` to `\uDFFF` (a surrogate, alone or in a pair), which the
-/// general path checks and decodes. A false alarm (`\\uD8` in a path) only costs the general
-/// path.
-fn has_surrogate_escape(line: &[u8]) -> bool {
-    memchr::memmem::find_iter(line, b"\\u").any(|at| {
-        matches!(line.get(at + 2..at + 4), Some([a, b])
-            if a.eq_ignore_ascii_case(&b'd') && matches!(b.to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f'))
     })
 }
 
@@ -175,7 +132,7 @@ impl<'a> Flat<'a> {
             Dialect::Winlogbeat | Dialect::Azure => return None,
         };
         for &(key, raw) in read {
-            if nxlog_or_powershell && OTHER_DIALECT_KEYS.contains(&key) {
+            if key.contains('.') || (nxlog_or_powershell && OTHER_DIALECT_KEYS.contains(&key)) {
                 return None;
             }
             let value = match key {

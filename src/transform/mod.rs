@@ -23,6 +23,7 @@ mod flat;
 pub mod id;
 pub mod message;
 mod record;
+mod scan;
 pub mod timestamp;
 
 use crate::config::IndexName;

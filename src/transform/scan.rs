@@ -1,0 +1,256 @@
+//! A strict reader of flat JSON objects: one pass over a line that finds each key and the JSON
+//! text of its value, without copying or unescaping anything.
+//!
+//! It accepts exactly the JSON grammar (RFC 8259) for an object whose keys have no escapes and
+//! whose values are strings, numbers, `true`, `false`, `null`, or arrays of those; anything else
+//! (invalid JSON included) is `None`, and the record goes to the general path, which says what
+//! is wrong with it. So do `\u` escapes of surrogates, which the general path checks. Lines holding control characters (raw tabs or line breaks between tokens
+//! too) are left to the general path as well: then no string can hold one, and strings are
+//! crossed by jumping from quote or backslash to the next with `memchr`.
+
+/// The fields of a flat record: `(key, value as JSON text)` in order, borrowed from `line`.
+pub(super) fn flat_object<'a>(line: &'a [u8], fields: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
+    let line = std::str::from_utf8(line).ok()?.trim_ascii();
+    if line.bytes().any(|b| b < 0x20) {
+        return None;
+    }
+    let mut s = Scanner { text: line, pos: 0 };
+    s.byte(b'{')?;
+    s.blanks();
+    if s.peek()? == b'}' {
+        return None;
+    }
+    loop {
+        s.blanks();
+        let key = s.string()?;
+        let key = &key[1..key.len() - 1];
+        if key.contains('\\') {
+            return None;
+        }
+        s.blanks();
+        s.byte(b':')?;
+        s.blanks();
+        let value = s.flat_value()?;
+        fields.push((key, value));
+        s.blanks();
+        match s.next()? {
+            b',' => {}
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    (s.pos == line.len()).then_some(())
+}
+
+/// Whether the four hex digits of a `\u` escape are a surrogate (`D800` to `DFFF`), alone or in
+/// a pair: the general path checks and decodes those.
+fn surrogate(hex: &[u8]) -> bool {
+    hex[0].eq_ignore_ascii_case(&b'd')
+        && matches!(hex[1].to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn byte(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn blanks(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+
+    /// The text from `start` to here.
+    fn since(&self, start: usize) -> &'a str {
+        &self.text[start..self.pos]
+    }
+
+    /// A string, quotes included.
+    fn string(&mut self) -> Option<&'a str> {
+        let start = self.pos;
+        self.byte(b'"')?;
+        let bytes = self.text.as_bytes();
+        loop {
+            let at = self.pos + memchr::memchr2(b'"', b'\\', &bytes[self.pos..])?;
+            self.pos = at + 1;
+            if bytes[at] == b'"' {
+                return Some(self.since(start));
+            }
+            match self.next()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    let hex = bytes.get(self.pos..self.pos + 4)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) || surrogate(hex) {
+                        return None;
+                    }
+                    self.pos += 4;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> Option<()> {
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        (self.pos > start).then_some(())
+    }
+
+    /// A number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        if self.peek()? == b'0' {
+            self.pos += 1;
+        } else {
+            self.digits()?;
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.digits()?;
+        }
+        Some(self.since(start))
+    }
+
+    fn literal(&mut self, word: &str) -> Option<&'a str> {
+        let start = self.pos;
+        self.text[start..].starts_with(word).then(|| {
+            self.pos += word.len();
+            self.since(start)
+        })
+    }
+
+    /// A string, number or literal.
+    fn scalar(&mut self) -> Option<&'a str> {
+        match self.peek()? {
+            b'"' => self.string(),
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            _ => None,
+        }
+    }
+
+    /// A scalar, or an array of scalars.
+    fn flat_value(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'[' {
+            return self.scalar();
+        }
+        let start = self.pos;
+        self.pos += 1;
+        self.blanks();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(self.since(start));
+        }
+        loop {
+            self.blanks();
+            self.scalar()?;
+            self.blanks();
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(self.since(start)),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(line: &str) -> Option<Vec<(&str, &str)>> {
+        let mut fields = Vec::new();
+        flat_object(line.as_bytes(), &mut fields).map(|()| fields)
+    }
+
+    #[test]
+    fn flat_objects_give_their_fields_as_text() {
+        let line =
+            r#" {"a" : "x\"y\\", "b":-1.5e+3,"c":true, "d":null,"e":[ 1 , "z" ],"f":[],"g":0} "#;
+        assert_eq!(
+            scan(line).unwrap(),
+            [
+                ("a", r#""x\"y\\""#),
+                ("b", "-1.5e+3"),
+                ("c", "true"),
+                ("d", "null"),
+                ("e", r#"[ 1 , "z" ]"#),
+                ("f", "[]"),
+                ("g", "0"),
+            ]
+        );
+        assert_eq!(
+            scan(r#"{"u":"\u00e9\/"}"#).unwrap(),
+            [("u", r#""\u00e9\/""#)]
+        );
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_general_path() {
+        for line in [
+            "",
+            "{}",
+            "[1]",
+            "{",
+            r#"{"a":1"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":1}}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12g4"}"#,
+            r#"{"a":"b}"#,
+            "{\"a\":\"\t\"}",
+            "{\"a\":\t1}",
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":[[1]]}"#,
+            r#"{"a":[{"b":1}]}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"k\u0041":1}"#,
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\uDC00"}"#,
+            r#"{a:1}"#,
+            r#"{"a":'b'}"#,
+            r#"{"a":+1}"#,
+        ] {
+            assert_eq!(scan(line), None, "{line}");
+        }
+        assert_eq!(flat_object(b"{\"a\":\"\xff\"}", &mut Vec::new()), None);
+    }
+}

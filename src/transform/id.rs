@@ -44,7 +44,16 @@ pub fn document_id<D: Fields + ?Sized>(doc: &D, raw: &[u8], line: u64) -> String
             h.update(raw);
         }
     }
-    format!("{:032x}", h.digest128())
+    hex(h.digest128())
+}
+
+/// 32 lower-case hex digits, as `{:032x}` writes them.
+fn hex(digest: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..32)
+        .rev()
+        .map(|nibble| char::from(DIGITS[((digest >> (nibble * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 #[cfg(test)]

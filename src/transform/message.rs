@@ -13,6 +13,28 @@ pub struct Rendered<'a> {
     pub fields: Vec<(&'a str, &'a str)>,
 }
 
+/// The lines of a message: split at `\r\n` when it has one (a bare `\n` then stays inside its
+/// line), else at `\n`.
+fn lines(message: &str) -> impl Iterator<Item = &str> {
+    let crlf = memchr::memmem::find(message.as_bytes(), b"\r\n").is_some();
+    let sep: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let mut ends = memchr::memmem::find_iter(message.as_bytes(), sep);
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        match ends.next() {
+            Some(end) => {
+                start = Some(end + sep.len());
+                Some(&message[from..end])
+            }
+            None => {
+                start = None;
+                Some(&message[from..])
+            }
+        }
+    })
+}
+
 fn is_key(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -21,12 +43,7 @@ fn is_key(s: &str) -> bool {
 
 /// Splits a Sysmon message into its title and fields.
 pub fn parse_sysmon(message: &str) -> Rendered<'_> {
-    let sep = if message.contains("\r\n") {
-        "\r\n"
-    } else {
-        "\n"
-    };
-    let mut lines = message.split(sep);
+    let mut lines = lines(message);
     let title = lines.next().unwrap_or_default();
     let title = title.strip_suffix(':').unwrap_or(title).trim();
     let base = message.as_ptr() as usize;
@@ -88,12 +105,7 @@ fn is_label(s: &str) -> bool {
 /// line without a label continues the previous value (privilege lists); anything else is prose
 /// and skipped.
 pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
-    let sep = if message.contains("\r\n") {
-        "\r\n"
-    } else {
-        "\n"
-    };
-    let mut lines = message.split(sep);
+    let mut lines = lines(message);
     let title = lines.next().unwrap_or_default().trim();
     let mut section: Option<&str> = None;
     let mut fields: Vec<(Option<&str>, &str, String)> = Vec::new();
@@ -133,7 +145,14 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
 /// A label as a field-name part: its words joined without spaces or punctuation
 /// (`Security ID` → `SecurityID`, `Filter Run-Time ID` → `FilterRunTimeID`).
 pub fn field_part(label: &str) -> String {
-    label.chars().filter(char::is_ascii_alphanumeric).collect()
+    let mut part = String::with_capacity(label.len());
+    part.extend(
+        label
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(char::from),
+    );
+    part
 }
 
 #[cfg(test)]

@@ -345,10 +345,12 @@ fn message_data<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
         if unexpanded(&value) {
             continue;
         }
-        let name = match section {
-            Some(s) => format!("{}_{}", message::field_part(s), message::field_part(key)),
-            None => message::field_part(key),
-        };
+        let mut name = String::new();
+        if let Some(section) = section {
+            name = message::field_part(section);
+            name.push('_');
+        }
+        name.push_str(&message::field_part(key));
         if name.is_empty() {
             continue;
         }

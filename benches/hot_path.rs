@@ -11,6 +11,10 @@ use evtship::transform::{message, Encoder, Settings};
 use std::hint::black_box;
 use std::sync::Arc;
 
+/// The allocator evtship itself runs with.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/data/otrf/covenant_persistwmi_2019-12-05044734.json"

@@ -67,6 +67,22 @@ pub const INTEGER_FIELDS: &[&str] = &[
     "SeverityValue",
 ];
 
+/// Whether `key` is one of [`INTEGER_FIELDS`] (a `match`, for the hot path).
+pub fn is_integer_field(key: &str) -> bool {
+    matches!(
+        key,
+        "EventID"
+            | "RecordNumber"
+            | "ExecutionProcessID"
+            | "ThreadID"
+            | "Task"
+            | "Level"
+            | "Version"
+            | "OpcodeValue"
+            | "SeverityValue"
+    )
+}
+
 /// Finds the dialect of one record.
 pub fn detect(doc: &Map<String, Value>) -> Dialect {
     let has = |k: &str| doc.contains_key(k);
@@ -317,6 +333,12 @@ mod tests {
         let mut m = v.as_object().unwrap().clone();
         normalise(&mut m, Dialect::Auto);
         m
+    }
+
+    #[test]
+    fn integer_fields_are_matched() {
+        assert!(INTEGER_FIELDS.iter().all(|f| is_integer_field(f)));
+        assert!(!is_integer_field("EventIDText") && !is_integer_field("Keywords"));
     }
 
     #[test]

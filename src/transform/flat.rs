@@ -13,7 +13,7 @@
 //! that is neither an integer nor a numeric string, a numeric `Opcode`), a `\u` escape of a
 //! surrogate, negative zero, or ECS fields being wanted.
 
-use super::dialect::{self, Dialect, INTEGER_FIELDS};
+use super::dialect::{self, Dialect};
 use super::fields::Fields;
 use super::{scan, Document, Encoder};
 use rustc_hash::FxHashMap;
@@ -21,9 +21,6 @@ use std::borrow::Cow;
 
 /// Fields a record is expected to have, at most, for the first allocation.
 const FIELDS: usize = 64;
-
-/// Keys that make [`dialect::detect`] see something other than NXLog or PowerShell.
-const OTHER_DIALECT_KEYS: &[&str] = &["event_data", "user_data", "log_name", "EventData"];
 
 /// A value of the document being written.
 enum Val<'a> {
@@ -73,7 +70,7 @@ pub(super) fn encode(
         .iter()
         .find(|(key, _)| *key == "Message")
         .and_then(|(_, raw)| string(raw));
-    let mut doc = Flat::new(&read, enc.settings.dialect)?;
+    let mut doc = Flat::new(line, &read, enc.settings.dialect)?;
     if let Some(message) = message.as_deref() {
         super::rendered_message(&mut doc, message);
     }
@@ -143,27 +140,30 @@ fn plain_integer(raw: &str) -> bool {
 impl<'a> Flat<'a> {
     /// The record's fields, with the dialect rules applied; `None` when they would change
     /// more than `Keywords`.
-    fn new(read: &[(&'a str, &'a str)], forced: Dialect) -> Option<Self> {
+    fn new(line: &[u8], read: &[(&'a str, &'a str)], forced: Dialect) -> Option<Self> {
         let mut doc = Flat {
             fields: Vec::with_capacity(read.len() + 24),
             index: FxHashMap::with_capacity_and_hasher(read.len() + 24, Default::default()),
         };
-        let nxlog_or_powershell = match forced {
+        let auto = match forced {
             Dialect::Auto => true,
             Dialect::Nxlog | Dialect::Powershell => false,
             Dialect::Winlogbeat | Dialect::Azure => return None,
         };
+        // NXLog's XML entities are decoded by the general path (not in `Message`).
+        let entities = memchr::memchr(b'&', line).is_some();
         for &(key, raw) in read {
-            if key.contains('.') || (nxlog_or_powershell && OTHER_DIALECT_KEYS.contains(&key)) {
+            if key.bytes().any(|b| b == b'.') {
                 return None;
             }
             let value = match key {
+                "Message" => Val::Raw(raw),
                 "Keywords" => Val::Str(Cow::Owned(keywords(raw)?)),
                 "Opcode" if is_number(raw) => return None,
-                _ if INTEGER_FIELDS.contains(&key) => integer(raw)?,
-                "Message" => Val::Raw(raw),
-                // NXLog's XML entities are decoded by the general path.
-                _ if raw.starts_with('"') && raw.contains('&') => return None,
+                // Keys that make `dialect::detect` see Winlogbeat or Azure.
+                "event_data" | "user_data" | "log_name" | "EventData" if auto => return None,
+                _ if dialect::is_integer_field(key) => integer(raw)?,
+                _ if entities && raw.starts_with('"') && raw.contains('&') => return None,
                 _ => Val::Raw(raw),
             };
             if doc.index.insert(key, doc.fields.len()).is_some() {

@@ -5,10 +5,11 @@
 //! `cargo run --release --example blackhole -- 127.0.0.1:19399`; `GET /_blackhole` gives the
 //! requests, bytes and documents received.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{get, post, put};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -26,10 +27,19 @@ struct Received {
     docs: AtomicU64,
 }
 
-async fn bulk(State(r): State<Arc<Received>>, body: Bytes) -> Json {
-    let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
+/// Counts the body as it arrives, frame by frame, without gathering it into one buffer.
+async fn bulk(State(r): State<Arc<Received>>, body: Body) -> Json {
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+            lines += memchr::memchr_iter(b'\n', data).count() as u64;
+        }
+    }
     r.requests.fetch_add(1, Relaxed);
-    r.bytes.fetch_add(body.len() as u64, Relaxed);
+    r.bytes.fetch_add(bytes, Relaxed);
     r.docs.fetch_add(lines / 2, Relaxed);
     json(json!({"took": 0, "errors": false}))
 }

@@ -122,6 +122,30 @@ pub struct StreamTotals {
     pub end: StreamPos,
 }
 
+/// Appends the next line of `reader` (through its `\n`, or to the end of the stream) to `buf`
+/// and returns its length, as [`BufRead::read_until`] does, but finds the newline with the
+/// memchr crate (SIMD; the standard library's search took a tenth of a core at 600 MB/s).
+fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let (used, done) = match memchr::memchr(b'\n', available) {
+            Some(at) => (at + 1, true),
+            None => (available.len(), available.is_empty()),
+        };
+        buf.extend_from_slice(&available[..used]);
+        reader.consume(used);
+        read += used;
+        if done {
+            return Ok(read);
+        }
+    }
+}
+
 /// Splits `reader` into lines and hands them over in chunks; `emit` returns whether to go on.
 /// `start` is where `reader` begins in its stream (line numbers and offsets continue from it).
 ///
@@ -141,7 +165,7 @@ pub fn read_lines<R: BufRead>(
     let first_line = start.line + 1;
     loop {
         let start = chunk.buf.len();
-        let n = match reader.read_until(b'\n', &mut chunk.buf) {
+        let n = match read_line(&mut reader, &mut chunk.buf) {
             Ok(n) => n,
             Err(source) => {
                 chunk.buf.truncate(start);

@@ -146,13 +146,29 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
 /// (`Security ID` → `SecurityID`, `Filter Run-Time ID` → `FilterRunTimeID`).
 pub fn field_part(label: &str) -> String {
     let mut part = String::with_capacity(label.len());
-    part.extend(
+    push_field_part(&mut part, label);
+    part
+}
+
+fn push_field_part(out: &mut String, label: &str) {
+    out.extend(
         label
             .bytes()
             .filter(u8::is_ascii_alphanumeric)
             .map(char::from),
     );
-    part
+}
+
+/// The `MessageData` name of a field: `<Section>_<Key>`, or `<Key>` outside sections, each
+/// part as [`field_part`] makes it.
+pub fn field_name(section: Option<&str>, key: &str) -> String {
+    let mut name = String::with_capacity(section.map_or(0, |s| s.len() + 1) + key.len());
+    if let Some(section) = section {
+        push_field_part(&mut name, section);
+        name.push('_');
+    }
+    push_field_part(&mut name, key);
+    name
 }
 
 #[cfg(test)]
@@ -185,6 +201,8 @@ mod tests {
             (Some("Filter Information"), "Filter Run-Time ID", "0".into())
         );
         assert_eq!(field_part("Filter Run-Time ID"), "FilterRunTimeID");
+        assert_eq!(field_name(Some("Subject :"), "Security ID"), "Subject_SecurityID");
+        assert_eq!(field_name(None, "Logon ID"), "LogonID");
     }
 
     #[test]

@@ -345,12 +345,7 @@ fn message_data<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
         if unexpanded(&value) {
             continue;
         }
-        let mut name = String::new();
-        if let Some(section) = section {
-            name = message::field_part(section);
-            name.push('_');
-        }
-        name.push_str(&message::field_part(key));
+        let name = message::field_name(section, key);
         if name.is_empty() {
             continue;
         }

@@ -10,7 +10,7 @@
 
 /// The fields of a flat record: `(key, value as JSON text)` in order, borrowed from `line`.
 pub(super) fn flat_object<'a>(line: &'a [u8], fields: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
-    let line = std::str::from_utf8(line).ok()?.trim_ascii();
+    let line = simdutf8::basic::from_utf8(line).ok()?.trim_ascii();
     if has_control(line.as_bytes()) {
         return None;
     }

@@ -201,7 +201,10 @@ mod tests {
             (Some("Filter Information"), "Filter Run-Time ID", "0".into())
         );
         assert_eq!(field_part("Filter Run-Time ID"), "FilterRunTimeID");
-        assert_eq!(field_name(Some("Subject :"), "Security ID"), "Subject_SecurityID");
+        assert_eq!(
+            field_name(Some("Subject :"), "Security ID"),
+            "Subject_SecurityID"
+        );
         assert_eq!(field_name(None, "Logon ID"), "LogonID");
     }
 

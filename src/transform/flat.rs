@@ -37,13 +37,16 @@ enum Val<'a> {
 /// One field of the document being written.
 struct Field<'a> {
     key: &'a str,
-    /// Whether `key` is the record's own text, which needs no escaping.
-    read: bool,
+    /// The value's text in the record, for a field read from it.
+    source: Option<&'a str>,
     value: Val<'a>,
 }
 
-/// A flat record on its way to becoming a document: its fields in order, and where each is.
+/// A flat record on its way to becoming a document: its fields in order (those read from the
+/// record first), and where each is.
 struct Flat<'a> {
+    /// The record's object text, which the fields read from it are slices of.
+    text: &'a str,
     fields: Vec<Field<'a>>,
     index: FxHashMap<&'a str, usize>,
 }
@@ -62,7 +65,7 @@ pub(super) fn encode(
         return None;
     }
     let mut read = Vec::with_capacity(FIELDS);
-    scan::flat_object(line, &mut read)?;
+    let text = scan::flat_object(line, &mut read)?;
     if !no_negative_zero(&read) {
         return None;
     }
@@ -70,7 +73,7 @@ pub(super) fn encode(
         .iter()
         .find(|(key, _)| *key == "Message")
         .and_then(|(_, raw)| string(raw));
-    let mut doc = Flat::new(line, &read, enc.settings.dialect)?;
+    let mut doc = Flat::new(text, &read, enc.settings.dialect)?;
     if let Some(message) = message.as_deref() {
         super::rendered_message(&mut doc, message);
     }
@@ -140,8 +143,9 @@ fn plain_integer(raw: &str) -> bool {
 impl<'a> Flat<'a> {
     /// The record's fields, with the dialect rules applied; `None` when they would change
     /// more than `Keywords`.
-    fn new(line: &[u8], read: &[(&'a str, &'a str)], forced: Dialect) -> Option<Self> {
+    fn new(text: &'a str, read: &[(&'a str, &'a str)], forced: Dialect) -> Option<Self> {
         let mut doc = Flat {
+            text,
             fields: Vec::with_capacity(read.len() + 24),
             index: FxHashMap::with_capacity_and_hasher(read.len() + 24, Default::default()),
         };
@@ -151,7 +155,7 @@ impl<'a> Flat<'a> {
             Dialect::Winlogbeat | Dialect::Azure => return None,
         };
         // NXLog's XML entities are decoded by the general path (not in `Message`).
-        let entities = memchr::memchr(b'&', line).is_some();
+        let entities = memchr::memchr(b'&', text.as_bytes()).is_some();
         for &(key, raw) in read {
             if key.bytes().any(|b| b == b'.') {
                 return None;
@@ -171,7 +175,7 @@ impl<'a> Flat<'a> {
             }
             doc.fields.push(Field {
                 key,
-                read: true,
+                source: Some(raw),
                 value,
             });
         }
@@ -182,29 +186,42 @@ impl<'a> Flat<'a> {
         self.index.get(key).map(|&i| &self.fields[i].value)
     }
 
-    /// Writes the document as one line of JSON (without the newline).
+    /// Writes the document as one line of JSON (without the newline): the record's own text
+    /// where its fields are unchanged, then the fields added after them.
     fn write(&self, buf: &mut Vec<u8>) {
-        buf.push(b'{');
-        for (i, field) in self.fields.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            if field.read {
-                buf.push(b'"');
-                buf.extend_from_slice(field.key.as_bytes());
-                buf.push(b'"');
-            } else {
-                write_str(buf, field.key);
-            }
-            buf.push(b':');
-            match &field.value {
-                Val::Raw(raw) => buf.extend_from_slice(raw.as_bytes()),
-                Val::Str(s) => write_str(buf, s),
-                Val::Int(n) => buf.extend_from_slice(n.to_string().as_bytes()),
-                Val::Data(data) => write_data(buf, data),
+        let text = self.text.as_bytes();
+        let base = text.as_ptr() as usize;
+        let (mut copied, mut end) = (0, 0);
+        for field in &self.fields {
+            let Some(source) = field.source else {
+                continue;
+            };
+            let start = source.as_ptr() as usize - base;
+            end = start + source.len();
+            let unchanged = matches!(field.value, Val::Raw(raw) if std::ptr::eq(raw, source));
+            if !unchanged {
+                buf.extend_from_slice(&text[copied..start]);
+                write_value(buf, &field.value);
+                copied = end;
             }
         }
+        buf.extend_from_slice(&text[copied..end]);
+        for field in self.fields.iter().filter(|f| f.source.is_none()) {
+            buf.push(b',');
+            write_str(buf, field.key);
+            buf.push(b':');
+            write_value(buf, &field.value);
+        }
         buf.push(b'}');
+    }
+}
+
+fn write_value(buf: &mut Vec<u8>, value: &Val<'_>) {
+    match value {
+        Val::Raw(raw) => buf.extend_from_slice(raw.as_bytes()),
+        Val::Str(s) => write_str(buf, s),
+        Val::Int(n) => buf.extend_from_slice(n.to_string().as_bytes()),
+        Val::Data(data) => write_data(buf, data),
     }
 }
 
@@ -310,7 +327,7 @@ impl<'a> Flat<'a> {
                 self.index.insert(key, self.fields.len());
                 self.fields.push(Field {
                     key,
-                    read: false,
+                    source: None,
                     value,
                 });
             }

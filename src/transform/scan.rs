@@ -8,8 +8,12 @@
 //! too) are left to the general path as well: then no string can hold one, and strings are
 //! crossed by jumping from quote or backslash to the next with `memchr`.
 
-/// The fields of a flat record: `(key, value as JSON text)` in order, borrowed from `line`.
-pub(super) fn flat_object<'a>(line: &'a [u8], fields: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
+/// The fields of a flat record: `(key, value as JSON text)` in order, borrowed from `line`;
+/// returns the object's text (`line` without the blanks around it).
+pub(super) fn flat_object<'a>(
+    line: &'a [u8],
+    fields: &mut Vec<(&'a str, &'a str)>,
+) -> Option<&'a str> {
     let line = simdutf8::basic::from_utf8(line).ok()?.trim_ascii();
     if has_control(line.as_bytes()) {
         return None;
@@ -39,7 +43,7 @@ pub(super) fn flat_object<'a>(line: &'a [u8], fields: &mut Vec<(&'a str, &'a str
             _ => return None,
         }
     }
-    (s.pos == line.len()).then_some(())
+    (s.pos == line.len()).then_some(line)
 }
 
 /// Where the next quote or backslash is, eight bytes at a time: most strings, and most runs
@@ -222,7 +226,10 @@ mod tests {
 
     fn scan(line: &str) -> Option<Vec<(&str, &str)>> {
         let mut fields = Vec::new();
-        flat_object(line.as_bytes(), &mut fields).map(|()| fields)
+        flat_object(line.as_bytes(), &mut fields).map(|text| {
+            assert_eq!(text, line.trim());
+            fields
+        })
     }
 
     #[test]

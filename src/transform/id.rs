@@ -50,10 +50,11 @@ pub fn document_id<D: Fields + ?Sized>(doc: &D, raw: &[u8], line: u64) -> String
 /// 32 lower-case hex digits, as `{:032x}` writes them.
 fn hex(digest: u128) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    (0..32)
-        .rev()
-        .map(|nibble| char::from(DIGITS[((digest >> (nibble * 4)) & 0xf) as usize]))
-        .collect()
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = DIGITS[((digest >> ((31 - i) * 4)) & 0xf) as usize];
+    }
+    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]

@@ -35,10 +35,14 @@ fn lines(message: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn is_key(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// The key of a `Key: value` line: letters, digits and `_` up to the first colon, a letter
+/// first (one pass, stopping at the first byte that cannot be in a key).
+fn line_key(line: &str) -> Option<&str> {
+    let bytes = line.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))?;
+    (bytes[end] == b':' && bytes[0].is_ascii_alphabetic()).then(|| &line[..end])
 }
 
 /// Splits a Sysmon message into its title and fields.
@@ -52,7 +56,7 @@ pub fn parse_sysmon(message: &str) -> Rendered<'_> {
     let mut current: Option<(&str, usize, usize)> = None;
     for line in lines {
         let line_start = line.as_ptr() as usize - base;
-        let key = line.split_once(':').map(|(k, _)| k).filter(|k| is_key(k));
+        let key = line_key(line);
         match key {
             Some(key) => {
                 if let Some((k, s, e)) = current.take() {
@@ -116,9 +120,15 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
         }
         let indented = line.starts_with(['\t', ' ']);
         let body = line.trim_start_matches(['\t', ' ']);
-        let labelled = body.split_once(':').filter(|(label, rest)| {
-            is_label(label) && (rest.is_empty() || rest.starts_with(['\t', ' ']))
-        });
+        // A label is at most MAX_LABEL bytes: its colon is no further.
+        let head = &body.as_bytes()[..body.len().min(MAX_LABEL + 1)];
+        let labelled = head
+            .iter()
+            .position(|&b| b == b':')
+            .map(|colon| (&body[..colon], &body[colon + 1..]))
+            .filter(|(label, rest)| {
+                is_label(label) && (rest.is_empty() || rest.starts_with(['\t', ' ']))
+            });
         match labelled {
             Some((label, rest)) => {
                 let value = rest.trim_matches(['\t', ' ']);
@@ -174,6 +184,35 @@ pub fn field_name(section: Option<&str>, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_keys_are_what_precedes_the_first_colon_when_it_is_a_key() {
+        let oracle = |line: &str| {
+            line.split_once(':').map(|(k, _)| k).filter(|k| {
+                let mut chars = k.chars();
+                chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        };
+        for line in [
+            "Image: C:\\a.exe",
+            "Image:",
+            "RuleName: a: b",
+            "_x: 1",
+            "1x: 1",
+            ": v",
+            "",
+            "no colon",
+            "Key",
+            "Two words: v",
+            "Ké: v",
+            "Key_2:v",
+            "Key:\tv",
+            "\tKey: v",
+        ] {
+            assert_eq!(line_key(line), oracle(line), "{line:?}");
+        }
+    }
 
     #[test]
     fn security_message_sections_and_repeated_keys() {

@@ -187,13 +187,13 @@ mod tests {
 
     #[test]
     fn line_keys_are_what_precedes_the_first_colon_when_it_is_a_key() {
-        let oracle = |line: &str| {
+        fn oracle(line: &str) -> Option<&str> {
             line.split_once(':').map(|(k, _)| k).filter(|k| {
                 let mut chars = k.chars();
                 chars.next().is_some_and(|c| c.is_ascii_alphabetic())
                     && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
             })
-        };
+        }
         for line in [
             "Image: C:\\a.exe",
             "Image:",

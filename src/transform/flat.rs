@@ -65,14 +65,11 @@ pub(super) fn encode(
         return None;
     }
     let mut read = Vec::with_capacity(FIELDS);
-    let text = scan::flat_object(line, &mut read)?;
+    let mut message = None;
+    let text = scan::flat_object(line, &mut read, &mut message)?;
     if !no_negative_zero(&read) {
         return None;
     }
-    let message = read
-        .iter()
-        .find(|(key, _)| *key == "Message")
-        .and_then(|(_, raw)| string(raw));
     let mut doc = Flat::new(text, &read, enc.settings.dialect)?;
     if let Some(message) = message.as_deref() {
         super::rendered_message(&mut doc, message);
@@ -96,34 +93,14 @@ fn no_negative_zero(fields: &[(&str, &str)]) -> bool {
 }
 
 /// The string a JSON string's text holds, unescaped; `None` for other values. The text is as
-/// [`scan`] found it: valid, without surrogate escapes.
+/// [`scan`] found it.
 fn string(raw: &str) -> Option<Cow<'_, str>> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
         return Some(Cow::Borrowed(inner));
     }
-    let bytes = inner.as_bytes();
     let mut out = String::with_capacity(inner.len());
-    let mut at = 0;
-    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
-        out.push_str(&inner[at..at + found]);
-        let escape = at + found + 1;
-        at = escape + 1;
-        out.push(match bytes[escape] {
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'u' => {
-                at += 4;
-                let code = u32::from_str_radix(&inner[escape + 1..at], 16).ok()?;
-                char::from_u32(code)?
-            }
-            other => char::from(other),
-        });
-    }
-    out.push_str(&inner[at..]);
+    scan::unescape(inner, &mut out)?;
     Some(Cow::Owned(out))
 }
 

@@ -8,11 +8,13 @@
 //! too) are left to the general path as well: then no string can hold one, and strings are
 //! crossed by jumping from quote or backslash to the next with `memchr`.
 
-/// The fields of a flat record: `(key, value as JSON text)` in order, borrowed from `line`;
-/// returns the object's text (`line` without the blanks around it).
+/// The fields of a flat record: `(key, value as JSON text)` in order, borrowed from `line`,
+/// and the string its (first) `Message` holds, unescaped; returns the object's text (`line`
+/// without the blanks around it).
 pub(super) fn flat_object<'a>(
     line: &'a [u8],
     fields: &mut Vec<(&'a str, &'a str)>,
+    message: &mut Option<String>,
 ) -> Option<&'a str> {
     let line = simdutf8::basic::from_utf8(line).ok()?.trim_ascii();
     if has_control(line.as_bytes()) {
@@ -34,7 +36,13 @@ pub(super) fn flat_object<'a>(
         s.blanks();
         s.byte(b':')?;
         s.blanks();
-        let value = s.flat_value()?;
+        let value = if key == "Message" && s.peek() == Some(b'"') && message.is_none() {
+            // The rules read the Message unescaped: done while crossing it.
+            let text = message.insert(String::with_capacity(line.len() - s.pos));
+            s.string_into(Some(text))?
+        } else {
+            s.flat_value()?
+        };
         fields.push((key, value));
         s.blanks();
         match s.next()? {
@@ -79,11 +87,48 @@ fn has_control(line: &[u8]) -> bool {
         .any(|block| block.iter().fold(false, |found, &b| found | (b < 0x20)))
 }
 
-/// Whether the four hex digits of a `\u` escape are a surrogate (`D800` to `DFFF`), alone or in
-/// a pair: the general path checks and decodes those.
-fn surrogate(hex: &[u8]) -> bool {
-    hex[0].eq_ignore_ascii_case(&b'd')
-        && matches!(hex[1].to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+/// The character an escape stands for, from the bytes after its backslash, and how many of
+/// them it takes; `None` for an invalid escape, or a `\u` escape of a surrogate (`D800` to
+/// `DFFF`, alone or in a pair), which the general path checks and decodes.
+fn escape(after: &[u8]) -> Option<(char, usize)> {
+    let c = match *after.first()? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hex = after.get(1..5)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let code = hex.iter().fold(0, |code, &h| {
+                code * 16 + char::from(h).to_digit(16).unwrap_or(0)
+            });
+            // `from_u32` refuses surrogates.
+            return char::from_u32(code).map(|c| (c, 5));
+        }
+        _ => return None,
+    };
+    Some((c, 1))
+}
+
+/// Appends the string that `inner` (a string's text between its quotes, as [`flat_object`]
+/// found it) holds to `out`, escapes decoded.
+pub(super) fn unescape(inner: &str, out: &mut String) -> Option<()> {
+    let bytes = inner.as_bytes();
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
+        out.push_str(&inner[at..at + found]);
+        let (c, len) = escape(&bytes[at + found + 1..])?;
+        out.push(c);
+        at += found + 1 + len;
+    }
+    out.push_str(&inner[at..]);
+    Some(())
 }
 
 struct Scanner<'a> {
@@ -119,26 +164,29 @@ impl<'a> Scanner<'a> {
 
     /// A string, quotes included.
     fn string(&mut self) -> Option<&'a str> {
+        self.string_into(None)
+    }
+
+    /// A string, quotes included; with `out`, the string it holds is appended to it on the
+    /// way (escapes decoded).
+    fn string_into(&mut self, mut out: Option<&mut String>) -> Option<&'a str> {
         let start = self.pos;
         self.byte(b'"')?;
         let bytes = self.text.as_bytes();
         loop {
             let at = self.pos + special(&bytes[self.pos..])?;
+            if let Some(out) = out.as_deref_mut() {
+                out.push_str(&self.text[self.pos..at]);
+            }
             self.pos = at + 1;
             if bytes[at] == b'"' {
                 return Some(self.since(start));
             }
-            match self.next()? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                b'u' => {
-                    let hex = bytes.get(self.pos..self.pos + 4)?;
-                    if !hex.iter().all(u8::is_ascii_hexdigit) || surrogate(hex) {
-                        return None;
-                    }
-                    self.pos += 4;
-                }
-                _ => return None,
+            let (c, len) = escape(&bytes[self.pos..])?;
+            if let Some(out) = out.as_deref_mut() {
+                out.push(c);
             }
+            self.pos += len;
         }
     }
 
@@ -226,7 +274,7 @@ mod tests {
 
     fn scan(line: &str) -> Option<Vec<(&str, &str)>> {
         let mut fields = Vec::new();
-        flat_object(line.as_bytes(), &mut fields).map(|text| {
+        flat_object(line.as_bytes(), &mut fields, &mut None).map(|text| {
             assert_eq!(text, line.trim());
             fields
         })
@@ -272,6 +320,19 @@ mod tests {
     }
 
     #[test]
+    fn the_message_is_unescaped_on_the_way() {
+        let line = r#"{"a":"\r","Message":"T:\r\nImage: C:\\a \"b\" \u00e9\/","Message":"x"}"#;
+        let mut message = None;
+        let mut fields = Vec::new();
+        flat_object(line.as_bytes(), &mut fields, &mut message).unwrap();
+        assert_eq!(message.as_deref(), Some("T:\r\nImage: C:\\a \"b\" é/"));
+        assert_eq!(fields[1].1, r#""T:\r\nImage: C:\\a \"b\" \u00e9\/""#);
+        let mut out = String::new();
+        unescape(&fields[1].1[1..fields[1].1.len() - 1], &mut out).unwrap();
+        assert_eq!(Some(out), message);
+    }
+
+    #[test]
     fn anything_else_is_left_to_the_general_path() {
         for line in [
             "",
@@ -308,6 +369,9 @@ mod tests {
         ] {
             assert_eq!(scan(line), None, "{line}");
         }
-        assert_eq!(flat_object(b"{\"a\":\"\xff\"}", &mut Vec::new()), None);
+        assert_eq!(
+            flat_object(b"{\"a\":\"\xff\"}", &mut Vec::new(), &mut None),
+            None
+        );
     }
 }

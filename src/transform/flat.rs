@@ -54,23 +54,28 @@ struct Flat<'a> {
 /// Appends the action and document lines of a flat record to `buf`, as
 /// [`Encoder::encode`] does; returns where the document line starts, or `None` (nothing
 /// written) when the record needs the general path.
-pub(super) fn encode(
+///
+/// `read` is scratch space for the record's fields, kept by the caller from one record to the
+/// next.
+pub(super) fn encode<'a>(
     enc: &Encoder,
-    line: &[u8],
+    line: &'a [u8],
     number: u64,
     now: &str,
+    read: &mut Vec<(&'a str, &'a str)>,
     buf: &mut Vec<u8>,
 ) -> Option<usize> {
     if enc.settings.ecs {
         return None;
     }
-    let mut read = Vec::with_capacity(FIELDS);
+    read.clear();
+    read.reserve(FIELDS);
     let mut message = None;
-    let text = scan::flat_object(line, &mut read, &mut message)?;
-    if !no_negative_zero(&read) {
+    let text = scan::flat_object(line, read, &mut message)?;
+    if !no_negative_zero(read) {
         return None;
     }
-    let mut doc = Flat::new(text, &read, enc.settings.dialect)?;
+    let mut doc = Flat::new(text, read, enc.settings.dialect)?;
     if let Some(message) = message.as_deref() {
         super::rendered_message(&mut doc, message);
     }

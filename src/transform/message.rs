@@ -161,12 +161,9 @@ pub fn field_part(label: &str) -> String {
 }
 
 fn push_field_part(out: &mut String, label: &str) {
-    out.extend(
-        label
-            .bytes()
-            .filter(u8::is_ascii_alphanumeric)
-            .map(char::from),
-    );
+    for word in label.split(|c: char| !c.is_ascii_alphanumeric()) {
+        out.push_str(word);
+    }
 }
 
 /// The `MessageData` name of a field: `<Section>_<Key>`, or `<Key>` outside sections, each

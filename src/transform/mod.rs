@@ -132,7 +132,8 @@ impl Encoder {
     /// Whether a record takes the fast path (see [`Encoder::with_fast_path`]; for checks and
     /// benchmarks).
     pub fn takes_fast_path(&self, line: &[u8]) -> bool {
-        self.fast && flat::encode(self, line, 0, "", &mut Vec::new()).is_some()
+        let mut fields = Vec::new();
+        self.fast && flat::encode(self, line, 0, "", &mut fields, &mut Vec::new()).is_some()
     }
 
     /// Encodes every record of a chunk.
@@ -144,9 +145,12 @@ impl Encoder {
         let mut buf = Vec::with_capacity(raw.buf.len() + raw.lines.len() * 384);
         let mut docs = Vec::with_capacity(raw.lines.len());
         let mut rejected = Vec::new();
+        // The fast path's list of a record's fields, kept from one record to the next.
+        let mut fields = Vec::new();
         for i in 0..raw.lines.len() {
             let start = buf.len();
-            match self.encode_record(raw.line(i), raw.lines[i].number, &now, &mut buf) {
+            let line = raw.line(i);
+            match self.encode_record(line, raw.lines[i].number, &now, &mut fields, &mut buf) {
                 Ok(doc_start) => docs.push(EncodedDoc {
                     line: i,
                     bulk: start..buf.len(),
@@ -171,15 +175,16 @@ impl Encoder {
 impl Encoder {
     /// Appends the action and document lines of one record to `buf`; returns where the
     /// document line starts, or why the record is no document.
-    fn encode_record(
+    fn encode_record<'a>(
         &self,
-        line: &[u8],
+        line: &'a [u8],
         number: u64,
         now: &str,
+        fields: &mut Vec<(&'a str, &'a str)>,
         buf: &mut Vec<u8>,
     ) -> Result<usize, String> {
         if self.fast {
-            if let Some(doc_start) = flat::encode(self, line, number, now, buf) {
+            if let Some(doc_start) = flat::encode(self, line, number, now, fields, buf) {
                 return Ok(doc_start);
             }
         }

@@ -4,6 +4,9 @@
 //! value (`Details`); Winlogbeat uses `\n` only. A line that does not start with `Key:` (a key
 //! being letters, digits and `_`) continues the previous value.
 
+use memchr::memmem::Finder;
+use std::sync::LazyLock;
+
 /// The parts of a rendered Sysmon message, borrowed from it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rendered<'a> {
@@ -16,15 +19,22 @@ pub struct Rendered<'a> {
 /// The lines of a message: split at `\r\n` when it has one (a bare `\n` then stays inside its
 /// line), else at `\n`.
 fn lines(message: &str) -> impl Iterator<Item = &str> {
-    let crlf = memchr::memmem::find(message.as_bytes(), b"\r\n").is_some();
-    let sep: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-    let mut ends = memchr::memmem::find_iter(message.as_bytes(), sep);
+    /// Searchers built once (building one costs more than searching a message).
+    static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n"));
+    static LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n"));
+    let sep: &Finder = if CRLF.find(message.as_bytes()).is_some() {
+        &CRLF
+    } else {
+        &LF
+    };
+    let len = sep.needle().len();
+    let mut ends = sep.find_iter(message.as_bytes());
     let mut start = Some(0);
     std::iter::from_fn(move || {
         let from = start?;
         match ends.next() {
             Some(end) => {
-                start = Some(end + sep.len());
+                start = Some(end + len);
                 Some(&message[from..end])
             }
             None => {

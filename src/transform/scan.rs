@@ -90,6 +90,7 @@ fn has_control(line: &[u8]) -> bool {
 /// The character an escape stands for, from the bytes after its backslash, and how many of
 /// them it takes; `None` for an invalid escape, or a `\u` escape of a surrogate (`D800` to
 /// `DFFF`, alone or in a pair), which the general path checks and decodes.
+#[inline]
 fn escape(after: &[u8]) -> Option<(char, usize)> {
     let c = match *after.first()? {
         b'"' => '"',

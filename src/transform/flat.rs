@@ -34,20 +34,18 @@ enum Val<'a> {
     Data(Vec<(String, Vec<String>)>),
 }
 
-/// One field of the document being written.
-struct Field<'a> {
-    key: &'a str,
-    /// The value's text in the record, for a field read from it.
-    source: Option<&'a str>,
-    value: Val<'a>,
-}
-
-/// A flat record on its way to becoming a document: its fields in order (those read from the
-/// record first), and where each is.
+/// A flat record on its way to becoming a document: the fields read from the record (as
+/// JSON text), the values the rules gave some of them, and the fields they added after them.
 struct Flat<'a> {
     /// The record's object text, which the fields read from it are slices of.
     text: &'a str,
-    fields: Vec<Field<'a>>,
+    /// `(key, value text)` of each field read from the record, in order.
+    read: &'a [(&'a str, &'a str)],
+    /// New values of fields read from the record: `(index in read, value)`.
+    changed: Vec<(usize, Val<'a>)>,
+    /// Fields added after those read.
+    added: Vec<(&'a str, Val<'a>)>,
+    /// Where each key is: below `read.len()` in `read`, from there on in `added`.
     index: FxHashMap<&'a str, usize>,
 }
 
@@ -124,11 +122,13 @@ fn plain_integer(raw: &str) -> bool {
 
 impl<'a> Flat<'a> {
     /// The record's fields, with the dialect rules applied; `None` when they would change
-    /// more than `Keywords`.
-    fn new(text: &'a str, read: &[(&'a str, &'a str)], forced: Dialect) -> Option<Self> {
+    /// more than `Keywords` and numeric strings of envelope numbers.
+    fn new(text: &'a str, read: &'a [(&'a str, &'a str)], forced: Dialect) -> Option<Self> {
         let mut doc = Flat {
             text,
-            fields: Vec::with_capacity(read.len() + 24),
+            read,
+            changed: Vec::new(),
+            added: Vec::new(),
             index: FxHashMap::with_capacity_and_hasher(read.len() + 24, Default::default()),
         };
         let auto = match forced {
@@ -138,63 +138,79 @@ impl<'a> Flat<'a> {
         };
         // NXLog's XML entities are decoded by the general path (not in `Message`).
         let entities = memchr::memchr(b'&', text.as_bytes()).is_some();
-        for &(key, raw) in read {
+        for (i, &(key, raw)) in read.iter().enumerate() {
             if key.bytes().any(|b| b == b'.') {
                 return None;
             }
-            let value = match key {
-                "Message" => Val::Raw(raw),
-                "Keywords" => Val::Str(Cow::Owned(keywords(raw)?)),
+            match key {
+                "Message" => {}
+                "Keywords" => doc.changed.push((i, Val::Str(Cow::Owned(keywords(raw)?)))),
                 "Opcode" if is_number(raw) => return None,
                 // Keys that make `dialect::detect` see Winlogbeat or Azure.
                 "event_data" | "user_data" | "log_name" | "EventData" if auto => return None,
-                _ if dialect::is_integer_field(key) => integer(raw)?,
+                _ if dialect::is_integer_field(key) => {
+                    if !plain_integer(raw) {
+                        let n = dialect::parse_integer(&string(raw)?)?;
+                        doc.changed.push((i, Val::Int(n)));
+                    }
+                }
                 _ if entities && raw.starts_with('"') && raw.contains('&') => return None,
-                _ => Val::Raw(raw),
-            };
-            if doc.index.insert(key, doc.fields.len()).is_some() {
+                _ => {}
+            }
+            if doc.index.insert(key, i).is_some() {
                 return None;
             }
-            doc.fields.push(Field {
-                key,
-                source: Some(raw),
-                value,
-            });
         }
         Some(doc)
     }
 
-    fn get(&self, key: &str) -> Option<&Val<'a>> {
-        self.index.get(key).map(|&i| &self.fields[i].value)
+    fn get(&self, key: &str) -> Option<Val<'_>> {
+        let &i = self.index.get(key)?;
+        Some(match self.read.get(i) {
+            Some(&(_, raw)) => match self.changed.iter().find(|(j, _)| *j == i) {
+                Some((_, value)) => value.borrowed(),
+                None => Val::Raw(raw),
+            },
+            None => self.added[i - self.read.len()].1.borrowed(),
+        })
     }
 
     /// Writes the document as one line of JSON (without the newline): the record's own text
     /// where its fields are unchanged, then the fields added after them.
-    fn write(&self, buf: &mut Vec<u8>) {
+    fn write(&mut self, buf: &mut Vec<u8>) {
         let text = self.text.as_bytes();
         let base = text.as_ptr() as usize;
-        let (mut copied, mut end) = (0, 0);
-        for field in &self.fields {
-            let Some(source) = field.source else {
-                continue;
-            };
-            let start = source.as_ptr() as usize - base;
-            end = start + source.len();
-            let unchanged = matches!(field.value, Val::Raw(raw) if std::ptr::eq(raw, source));
-            if !unchanged {
-                buf.extend_from_slice(&text[copied..start]);
-                write_value(buf, &field.value);
-                copied = end;
-            }
+        let position = |raw: &str| raw.as_ptr() as usize - base;
+        self.changed.sort_by_key(|(i, _)| *i);
+        let mut copied = 0;
+        for (i, value) in &self.changed {
+            let raw = self.read[*i].1;
+            buf.extend_from_slice(&text[copied..position(raw)]);
+            write_value(buf, value);
+            copied = position(raw) + raw.len();
         }
-        buf.extend_from_slice(&text[copied..end]);
-        for field in self.fields.iter().filter(|f| f.source.is_none()) {
+        let (_, last) = self.read[self.read.len() - 1];
+        buf.extend_from_slice(&text[copied..position(last) + last.len()]);
+        for (key, value) in &self.added {
             buf.push(b',');
-            write_str(buf, field.key);
+            write_str(buf, key);
             buf.push(b':');
-            write_value(buf, &field.value);
+            write_value(buf, value);
         }
         buf.push(b'}');
+    }
+}
+
+impl Val<'_> {
+    /// The same value, borrowing what this one owns.
+    fn borrowed(&self) -> Val<'_> {
+        match self {
+            Val::Raw(raw) => Val::Raw(raw),
+            Val::Str(s) => Val::Str(Cow::Borrowed(s)),
+            Val::Int(n) => Val::Int(*n),
+            // `MessageData` is never read back ([`Fields`] has no use for it): left empty.
+            Val::Data(_) => Val::Data(Vec::new()),
+        }
     }
 }
 
@@ -204,16 +220,6 @@ fn write_value(buf: &mut Vec<u8>, value: &Val<'_>) {
         Val::Str(s) => write_str(buf, s),
         Val::Int(n) => buf.extend_from_slice(n.to_string().as_bytes()),
         Val::Data(data) => write_data(buf, data),
-    }
-}
-
-/// An envelope number as every dialect writes it, or `None` for a value the general path
-/// handles (it moves it to `<name>Text`).
-fn integer(raw: &str) -> Option<Val<'_>> {
-    if plain_integer(raw) {
-        Some(Val::Raw(raw))
-    } else {
-        dialect::parse_integer(&string(raw)?).map(Val::Int)
     }
 }
 
@@ -267,7 +273,7 @@ impl Fields for Flat<'_> {
     fn str(&self, key: &str) -> Option<Cow<'_, str>> {
         match self.get(key)? {
             Val::Raw(raw) => string(raw),
-            Val::Str(s) => Some(Cow::Borrowed(s)),
+            Val::Str(s) => Some(s),
             Val::Int(_) | Val::Data(_) => None,
         }
     }
@@ -281,7 +287,7 @@ impl Fields for Flat<'_> {
                 .ok()
                 .map(|n| Cow::Owned(n.to_string())),
             Val::Raw(_) | Val::Data(_) => None,
-            Val::Str(s) => (!s.is_empty()).then_some(Cow::Borrowed(s)),
+            Val::Str(s) => (!s.is_empty()).then_some(s),
             Val::Int(n) => Some(Cow::Owned(n.to_string())),
         }
     }
@@ -304,14 +310,15 @@ impl<'a> Document<'a> for Flat<'a> {
 impl<'a> Flat<'a> {
     fn put(&mut self, key: &'a str, value: Val<'a>) {
         match self.index.get(key) {
-            Some(&i) => self.fields[i].value = value,
+            Some(&i) if i < self.read.len() => match self.changed.iter_mut().find(|(j, _)| *j == i)
+            {
+                Some((_, old)) => *old = value,
+                None => self.changed.push((i, value)),
+            },
+            Some(&i) => self.added[i - self.read.len()].1 = value,
             None => {
-                self.index.insert(key, self.fields.len());
-                self.fields.push(Field {
-                    key,
-                    source: None,
-                    value,
-                });
+                self.index.insert(key, self.read.len() + self.added.len());
+                self.added.push((key, value));
             }
         }
     }

@@ -139,21 +139,17 @@ impl<'a> Flat<'a> {
         // NXLog's XML entities are decoded by the general path (not in `Message`).
         let entities = memchr::memchr(b'&', text.as_bytes()).is_some();
         for (i, &(key, raw)) in read.iter().enumerate() {
-            if key.bytes().any(|b| b == b'.') {
-                return None;
-            }
             match key {
                 "Message" => {}
                 "Keywords" => doc.changed.push((i, Val::Str(Cow::Owned(keywords(raw)?)))),
                 "Opcode" if is_number(raw) => return None,
                 // Keys that make `dialect::detect` see Winlogbeat or Azure.
                 "event_data" | "user_data" | "log_name" | "EventData" if auto => return None,
-                _ if dialect::is_integer_field(key) => {
-                    if !plain_integer(raw) {
-                        let n = dialect::parse_integer(&string(raw)?)?;
-                        doc.changed.push((i, Val::Int(n)));
-                    }
+                _ if dialect::is_integer_field(key) && !plain_integer(raw) => {
+                    let n = dialect::parse_integer(&string(raw)?)?;
+                    doc.changed.push((i, Val::Int(n)));
                 }
+                _ if dialect::is_integer_field(key) => {}
                 _ if entities && raw.starts_with('"') && raw.contains('&') => return None,
                 _ => {}
             }

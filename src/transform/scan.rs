@@ -1,12 +1,13 @@
 //! A strict reader of flat JSON objects: one pass over a line that finds each key and the JSON
-//! text of its value, without copying or unescaping anything.
+//! text of its value, copying nothing but the `Message`, which it unescapes on the way.
 //!
-//! It accepts exactly the JSON grammar (RFC 8259) for an object whose keys have no escapes and
-//! whose values are strings, numbers, `true`, `false`, `null`, or arrays of those; anything else
-//! (invalid JSON included) is `None`, and the record goes to the general path, which says what
-//! is wrong with it. So do `\u` escapes of surrogates, which the general path checks. Lines holding control characters (raw tabs or line breaks between tokens
-//! too) are left to the general path as well: then no string can hold one, and strings are
-//! crossed by jumping from quote or backslash to the next with `memchr`.
+//! It accepts exactly the JSON grammar (RFC 8259) for an object whose keys have no escapes or
+//! dots and whose values are strings, numbers, `true`, `false`, `null`, or arrays of those.
+//! Anything else (invalid JSON included) is `None`, and the record goes to the general path,
+//! which says what is wrong with it; so do `\u` escapes of surrogates, which the general path
+//! checks. Lines holding control characters (raw tabs or line breaks between tokens too) are
+//! left to the general path as well: then no string can hold one, and strings are crossed by
+//! jumping from quote or backslash to the next, eight bytes at a time.
 
 /// The fields of a flat record: `(key, value as JSON text)` in order, borrowed from `line`,
 /// and the string its (first) `Message` holds, unescaped; returns the object's text (`line`
@@ -30,7 +31,9 @@ pub(super) fn flat_object<'a>(
         s.blanks();
         let key = s.string()?;
         let key = &key[1..key.len() - 1];
-        if key.contains('\\') {
+        // Escaped keys, and dotted ones (which the dialect rules rename), are left to the
+        // general path.
+        if key.bytes().any(|b| b == b'\\' || b == b'.') {
             return None;
         }
         s.blanks();
@@ -359,6 +362,7 @@ mod tests {
             r#"{"a":{"b":1}}"#,
             r#"{"a":[[1]]}"#,
             r#"{"a":[{"b":1}]}"#,
+            r#"{"a.b":1}"#,
             r#"{"a":[1,]}"#,
             r#"{"a":[1 2]}"#,
             r#"{"k\u0041":1}"#,

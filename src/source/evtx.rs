@@ -3,8 +3,9 @@
 //!
 //! From `System`: `EventID`, `Channel`, `Hostname` (from `Computer`), `RecordNumber` (from
 //! `EventRecordID`), `SourceName` and `ProviderGuid` (from `Provider`), `Version`, `Level`,
-//! `Task`, `Opcode`, `Keywords`, `ExecutionProcessID`, `ThreadID`, `UserID`, `ActivityID`,
-//! `TimeCreated`, and `@timestamp` (UTC, milliseconds). Every named `EventData/Data` item becomes
+//! `Task`, `OpcodeValue` (the numeric opcode, as NXLog names it), `Keywords`,
+//! `ExecutionProcessID`, `ThreadID`, `UserID`, `ActivityID`, `TimeCreated`, and `@timestamp`
+//! (UTC, milliseconds). Every named `EventData/Data` item becomes
 //! a top-level field holding a string, as NXLog writes them; `UtcTime` comes from `TimeCreated`
 //! when the event has none of its own. Unnamed data items become the array `Data`. `UserData`
 //! is flattened: the children of its element become fields, deeper levels joined with `_`.
@@ -167,7 +168,15 @@ pub fn flatten(record: Value) -> Map<String, Value> {
     put("Version", plain(&system["Version"]));
     put("Level", plain(&system["Level"]));
     put("Task", plain(&system["Task"]));
-    put("Opcode", plain(&system["Opcode"]));
+    // A numeric opcode is NXLog's `OpcodeValue` (NXLog's `Opcode` is its name): written under
+    // that name here, the record is flat as the fast path reads it (`transform::flat`).
+    let opcode = plain(&system["Opcode"]);
+    let opcode_key = if opcode.as_ref().is_some_and(Value::is_number) {
+        "OpcodeValue"
+    } else {
+        "Opcode"
+    };
+    put(opcode_key, opcode);
     put("Keywords", plain(&system["Keywords"]));
     put(
         "ExecutionProcessID",
@@ -308,6 +317,8 @@ mod tests {
         assert_eq!(d["RecordNumber"], 1742);
         assert_eq!(d["SourceName"], "Microsoft-Windows-Sysmon");
         assert_eq!(d["ExecutionProcessID"], 2284);
+        assert_eq!(d["OpcodeValue"], 0);
+        assert!(!d.contains_key("Opcode"));
         assert_eq!(d["UserID"], "S-1-5-18");
         assert_eq!(d["@timestamp"], "2017-12-26T13:10:29.136Z");
         assert_eq!(d["UtcTime"], "2017-12-26 13:10:29.134");

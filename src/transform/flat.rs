@@ -2,9 +2,10 @@
 //! nearly every export, where each value is a string, number, boolean or null.
 //!
 //! Such a record is not built into a tree. Its fields are found in one strict pass over the line
-//! ([`scan`]), each value is written to the document as the JSON text it was read as, and only what the rules add or change is written anew. The rules
-//! themselves are the general path's ([`super::Document`]), so both paths give the same
-//! documents; `tests/fast_path.rs` checks it on every record of the test data.
+//! ([`scan`]); the document is the record's own text where its fields are unchanged, and only
+//! what the rules change or add is written anew. The rules themselves are the general path's
+//! ([`super::Document`]), so both paths give the same documents; `tests/fast_path.rs` checks it
+//! on every record of the test data.
 //!
 //! A record takes the general path instead (this returns `None`, having written nothing) when
 //! it is anything else: invalid JSON (the general path says why), a Winlogbeat or Azure record,

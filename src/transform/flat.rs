@@ -20,19 +20,24 @@ use super::{scan, Document, Encoder};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 
-/// Fields a record is expected to have, at most, for the first allocation.
-const FIELDS: usize = 64;
-
-/// A value of the document being written.
+/// A value the rules gave a field.
 enum Val<'a> {
-    /// JSON text as read, written unchanged.
-    Raw(&'a str),
     /// A string, escaped when written.
     Str(Cow<'a, str>),
     /// An integer made from a numeric string.
     Int(i64),
     /// `MessageData` (see [`Document::set_data`]).
     Data(Vec<(String, Vec<String>)>),
+}
+
+/// A field's value as the rules read it back ([`Fields`]).
+enum Found<'v> {
+    /// JSON text, as read from the record.
+    Raw(&'v str),
+    /// A string the rules set.
+    Str(&'v str),
+    /// An integer made from a numeric string.
+    Int(i64),
 }
 
 /// A flat record on its way to becoming a document: the fields read from the record (as
@@ -68,7 +73,7 @@ pub(super) fn encode<'a>(
         return None;
     }
     read.clear();
-    read.reserve(FIELDS);
+    read.reserve(super::RECORD_FIELDS);
     let mut message = None;
     let text = scan::flat_object(line, read, &mut message)?;
     if !no_negative_zero(read) {
@@ -161,15 +166,21 @@ impl<'a> Flat<'a> {
         Some(doc)
     }
 
-    fn get(&self, key: &str) -> Option<Val<'_>> {
+    /// The value of `key`; `None` without one, or for `MessageData` (an object).
+    fn get(&self, key: &str) -> Option<Found<'_>> {
         let &i = self.index.get(key)?;
-        Some(match self.read.get(i) {
+        let set = match self.read.get(i) {
             Some(&(_, raw)) => match self.changed.iter().find(|(j, _)| *j == i) {
-                Some((_, value)) => value.borrowed(),
-                None => Val::Raw(raw),
+                Some((_, value)) => value,
+                None => return Some(Found::Raw(raw)),
             },
-            None => self.added[i - self.read.len()].1.borrowed(),
-        })
+            None => &self.added[i - self.read.len()].1,
+        };
+        match set {
+            Val::Str(s) => Some(Found::Str(s)),
+            Val::Int(n) => Some(Found::Int(*n)),
+            Val::Data(_) => None,
+        }
     }
 
     /// Writes the document as one line of JSON (without the newline): the record's own text
@@ -198,22 +209,8 @@ impl<'a> Flat<'a> {
     }
 }
 
-impl Val<'_> {
-    /// The same value, borrowing what this one owns.
-    fn borrowed(&self) -> Val<'_> {
-        match self {
-            Val::Raw(raw) => Val::Raw(raw),
-            Val::Str(s) => Val::Str(Cow::Borrowed(s)),
-            Val::Int(n) => Val::Int(*n),
-            // `MessageData` is never read back ([`Fields`] has no use for it): left empty.
-            Val::Data(_) => Val::Data(Vec::new()),
-        }
-    }
-}
-
 fn write_value(buf: &mut Vec<u8>, value: &Val<'_>) {
     match value {
-        Val::Raw(raw) => buf.extend_from_slice(raw.as_bytes()),
         Val::Str(s) => write_str(buf, s),
         Val::Int(n) => buf.extend_from_slice(n.to_string().as_bytes()),
         Val::Data(data) => write_data(buf, data),
@@ -269,23 +266,23 @@ fn write_data(buf: &mut Vec<u8>, data: &[(String, Vec<String>)]) {
 impl Fields for Flat<'_> {
     fn str(&self, key: &str) -> Option<Cow<'_, str>> {
         match self.get(key)? {
-            Val::Raw(raw) => string(raw),
-            Val::Str(s) => Some(s),
-            Val::Int(_) | Val::Data(_) => None,
+            Found::Raw(raw) => string(raw),
+            Found::Str(s) => Some(Cow::Borrowed(s)),
+            Found::Int(_) => None,
         }
     }
 
     fn text(&self, key: &str) -> Option<Cow<'_, str>> {
         match self.get(key)? {
-            Val::Raw(raw) if raw.starts_with('"') => string(raw).filter(|s| !s.is_empty()),
-            Val::Raw(raw) if raw.bytes().all(|b| b.is_ascii_digit()) => Some(Cow::Borrowed(raw)),
+            Found::Raw(raw) if raw.starts_with('"') => string(raw).filter(|s| !s.is_empty()),
+            Found::Raw(raw) if raw.bytes().all(|b| b.is_ascii_digit()) => Some(Cow::Borrowed(raw)),
             // Other numbers as the general path writes them (`1.50` is `1.5`).
-            Val::Raw(raw) if is_number(raw) => sonic_rs::from_str::<serde_json::Number>(raw)
+            Found::Raw(raw) if is_number(raw) => sonic_rs::from_str::<serde_json::Number>(raw)
                 .ok()
                 .map(|n| Cow::Owned(n.to_string())),
-            Val::Raw(_) | Val::Data(_) => None,
-            Val::Str(s) => (!s.is_empty()).then_some(s),
-            Val::Int(n) => Some(Cow::Owned(n.to_string())),
+            Found::Raw(_) => None,
+            Found::Str(s) => (!s.is_empty()).then_some(Cow::Borrowed(s)),
+            Found::Int(n) => Some(Cow::Owned(n.to_string())),
         }
     }
 }

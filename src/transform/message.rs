@@ -162,14 +162,8 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
     Sectioned { title, fields }
 }
 
-/// A label as a field-name part: its words joined without spaces or punctuation
+/// Appends a label as a field-name part: its words joined without spaces or punctuation
 /// (`Security ID` → `SecurityID`, `Filter Run-Time ID` → `FilterRunTimeID`).
-pub fn field_part(label: &str) -> String {
-    let mut part = String::with_capacity(label.len());
-    push_field_part(&mut part, label);
-    part
-}
-
 fn push_field_part(out: &mut String, label: &str) {
     for word in label.split(|c: char| !c.is_ascii_alphanumeric()) {
         out.push_str(word);
@@ -177,7 +171,7 @@ fn push_field_part(out: &mut String, label: &str) {
 }
 
 /// The `MessageData` name of a field: `<Section>_<Key>`, or `<Key>` outside sections, each
-/// part as [`field_part`] makes it.
+/// part its words joined without spaces or punctuation.
 pub fn field_name(section: Option<&str>, key: &str) -> String {
     let mut name = String::with_capacity(section.map_or(0, |s| s.len() + 1) + key.len());
     if let Some(section) = section {
@@ -246,7 +240,7 @@ mod tests {
             r.fields[4],
             (Some("Filter Information"), "Filter Run-Time ID", "0".into())
         );
-        assert_eq!(field_part("Filter Run-Time ID"), "FilterRunTimeID");
+        assert_eq!(field_name(None, "Filter Run-Time ID"), "FilterRunTimeID");
         assert_eq!(
             field_name(Some("Subject :"), "Security ID"),
             "Subject_SecurityID"

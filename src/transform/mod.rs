@@ -33,6 +33,10 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::ops::Range;
 
+/// Fields a record is made ready for at once (events have dozens; growing a map or list from
+/// empty would reallocate it several times on the way).
+const RECORD_FIELDS: usize = 64;
+
 /// Sysmon's event log channel.
 pub const SYSMON_CHANNEL: &str = "Microsoft-Windows-Sysmon/Operational";
 

@@ -1,12 +1,10 @@
 //! Reading one record: a JSON object into a map sized for a whole event at once (events have
 //! dozens of fields; a map grown from empty is rehashed four times on the way).
 
+use super::RECORD_FIELDS;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
-
-/// Fields a record map is made ready for.
-const FIELDS: usize = 64;
 
 /// A line read as JSON: an object, or what else it was.
 pub enum Record {
@@ -26,7 +24,8 @@ impl<'de> Visitor<'de> for RecordVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
-        let mut out = Map::with_capacity(map.size_hint().unwrap_or(FIELDS).max(FIELDS));
+        let mut out =
+            Map::with_capacity(map.size_hint().unwrap_or(RECORD_FIELDS).max(RECORD_FIELDS));
         while let Some((k, v)) = map.next_entry::<String, Value>()? {
             out.insert(k, v);
         }

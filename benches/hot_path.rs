@@ -7,6 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use evtship::config::IndexName;
 use evtship::decode::{read_lines, Flow, RawChunk, StreamPos};
+use evtship::sink::wire::Actions;
 use evtship::transform::{message, Encoder, Settings};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -63,11 +64,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("read_lines", |b| b.iter(|| black_box(chunks(&data))));
     g.finish();
 
-    let encoder = Encoder::new(
-        &IndexName::try_from("logstashindex".to_owned()).expect("a valid name"),
-        Settings::default(),
-    );
+    let encoder = Encoder::new(Settings::default());
     let general = encoder.clone().with_fast_path(false);
+    // The sink writes each document's action line: counted here, as when the encoder did.
+    let actions =
+        Actions::new(&IndexName::try_from("logstashindex".to_owned()).expect("a valid name"));
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Bytes(data.len() as u64));
     // `bulk` is what evtship does (flat records on the fast path); `bulk_general` parses every
@@ -77,8 +78,14 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || chunks(&data),
                 |raw| {
+                    let mut lines = Vec::with_capacity(1 << 20);
                     for chunk in raw {
-                        black_box(encoder.encode(chunk));
+                        let encoded = encoder.encode(chunk);
+                        lines.clear();
+                        for doc in &encoded.docs {
+                            actions.write(doc, &mut lines);
+                        }
+                        black_box((encoded, &lines));
                     }
                 },
                 criterion::BatchSize::LargeInput,

@@ -10,8 +10,9 @@
 //! any moment therefore resumes at or before the first record without an outcome: records may be
 //! sent twice, never skipped, and stable ids make the second send harmless.
 
-use crate::decode::StreamPos;
-use crate::metrics::InputId;
+use crate::ack::InOrder;
+use crate::chunk::StreamPos;
+use crate::common::InputId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -163,11 +164,16 @@ pub enum Resume {
     From(Entry),
 }
 
+/// A chunk's end, once settled: its position and the records up to it, or `None` when one of
+/// its records failed (the position then never moves past it).
+type Mark = Option<(StreamPos, u64)>;
+
 #[derive(Debug)]
 struct Live {
     key: String,
-    next_seq: u64,
-    waiting: BTreeMap<u64, (StreamPos, u64)>,
+    chunks: InOrder<Mark>,
+    /// A chunk with a failed record settled: the position stays before it.
+    blocked: bool,
     total_chunks: Option<u64>,
 }
 
@@ -317,7 +323,7 @@ impl Checkpoints {
                     position: StreamPos::default(),
                     seekable,
                     finished: false,
-                    updated: crate::transform::timestamp::now(),
+                    updated: crate::common::now(),
                 }
             }
         };
@@ -328,33 +334,45 @@ impl Checkpoints {
             input,
             Live {
                 key,
-                next_seq: 0,
-                waiting: BTreeMap::new(),
+                chunks: InOrder::default(),
+                blocked: false,
                 total_chunks: None,
             },
         );
         Ok(resume)
     }
 
-    /// Every record of chunk `seq` of `input` has an outcome.
-    pub fn settled(&self, input: InputId, seq: u64, end: StreamPos, records_end: u64) {
+    /// Every record of chunk `seq` of `input` has an outcome; `delivered` when none of them
+    /// failed. The position moves past the longest prefix of delivered chunks.
+    pub fn settled(
+        &self,
+        input: InputId,
+        seq: u64,
+        end: StreamPos,
+        records_end: u64,
+        delivered: bool,
+    ) {
         let mut st = self.lock();
         let st = &mut *st;
         let Some(live) = st.live.get_mut(&input) else {
             return;
         };
-        live.waiting.insert(seq, (end, records_end));
         let mut advanced = None;
-        while let Some(mark) = live.waiting.remove(&live.next_seq) {
-            live.next_seq += 1;
-            advanced = Some(mark);
+        for mark in live
+            .chunks
+            .settle(seq, delivered.then_some((end, records_end)))
+        {
+            match mark {
+                Some(m) if !live.blocked => advanced = Some(m),
+                _ => live.blocked = true,
+            }
         }
-        let finished = live.total_chunks == Some(live.next_seq);
+        let finished = !live.blocked && live.total_chunks == Some(live.chunks.settled());
         if let Some(entry) = st.file.entries.get_mut(&live.key) {
             if let Some((end, records)) = advanced {
                 entry.position = end;
                 entry.records = records;
-                entry.updated = crate::transform::timestamp::now();
+                entry.updated = crate::common::now();
                 st.dirty = true;
             }
             if finished && !entry.finished {
@@ -376,10 +394,10 @@ impl Checkpoints {
             return;
         }
         live.total_chunks = Some(chunks);
-        if live.next_seq == chunks {
+        if !live.blocked && live.chunks.settled() == chunks {
             if let Some(entry) = st.file.entries.get_mut(&live.key) {
                 entry.finished = true;
-                entry.updated = crate::transform::timestamp::now();
+                entry.updated = crate::common::now();
                 st.dirty = true;
             }
         }
@@ -478,7 +496,7 @@ mod tests {
             line: l,
             offset: l * 3,
         };
-        cp.settled(0, 1, pos(2), 2);
+        cp.settled(0, 1, pos(2), 2, true);
         cp.save().unwrap();
         let stored = read_file(cp.path()).unwrap();
         assert_eq!(
@@ -486,12 +504,12 @@ mod tests {
             0,
             "chunk 0 is not settled yet"
         );
-        cp.settled(0, 0, pos(1), 1);
+        cp.settled(0, 0, pos(1), 1, true);
         cp.reader_done(0, 3, true);
         cp.save().unwrap();
         let e = &read_file(cp.path()).unwrap().entries[&ident.key()];
         assert_eq!((e.records, e.position, e.finished), (2, pos(2), false));
-        cp.settled(0, 2, pos(3), 3);
+        cp.settled(0, 2, pos(3), 3, true);
         cp.save().unwrap();
         assert!(read_file(cp.path()).unwrap().entries[&ident.key()].finished);
 
@@ -509,7 +527,7 @@ mod tests {
         let (p, ident) = id(dir.path(), "a.json", b"{\"a\":1}\n");
         let cp = Checkpoints::open(dir.path(), "p", "i").unwrap();
         cp.start(0, "a", &p, true, false).unwrap();
-        cp.settled(0, 0, StreamPos { line: 1, offset: 8 }, 1);
+        cp.settled(0, 0, StreamPos { line: 1, offset: 8 }, 1, true);
         cp.save().unwrap();
         let renamed = dir.path().join("b.json");
         std::fs::rename(&p, &renamed).unwrap();

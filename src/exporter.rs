@@ -54,6 +54,16 @@ fn render(e: &Exported) -> String {
     let stats: &Stats = &e.acct.stats;
     let s = stats.summary();
     let mut r = Registry::with_prefix("evtship");
+    register_totals(&mut r, &s);
+    register_per_input(&mut r, &s);
+    register_delivery(&mut r, e);
+    let mut text = String::new();
+    encode(&mut text, &r).expect("writing to a String cannot fail");
+    text
+}
+
+/// The run's totals: the very numbers of the summary.
+fn register_totals(r: &mut Registry, s: &crate::metrics::Summary) {
     let totals: [(&str, &str, u64); 8] = [
         (
             "events_read",
@@ -97,8 +107,12 @@ fn render(e: &Exported) -> String {
         ),
     ];
     for (name, help, v) in totals {
-        counter(&mut r, name, help, v);
+        counter(r, name, help, v);
     }
+}
+
+/// The summary's figures per input.
+fn register_per_input(r: &mut Registry, s: &crate::metrics::Summary) {
     type Field = fn(&crate::metrics::InputSummary) -> u64;
     let inputs: [(&str, &str, Field); 6] = [
         ("input_events_read", "Records read, per input", |i| {
@@ -128,12 +142,17 @@ fn render(e: &Exported) -> String {
     ];
     for (name, help, f) in inputs {
         per_input(
-            &mut r,
+            r,
             name,
             help,
             s.inputs.iter().map(|i| (i.input.clone(), f(i))),
         );
     }
+}
+
+/// Retries, request latency and queue depths.
+fn register_delivery(r: &mut Registry, e: &Exported) {
+    let stats: &Stats = &e.acct.stats;
     let retries = Family::<Labels, Counter>::default();
     for (cause, n) in stats.retry_causes() {
         retries.get_or_create(&vec![("cause", cause)]).inc_by(n);
@@ -162,9 +181,6 @@ fn render(e: &Exported) -> String {
         "_bulk requests awaiting an answer",
         in_flight,
     );
-    let mut text = String::new();
-    encode(&mut text, &r).expect("writing to a String cannot fail");
-    text
 }
 
 async fn metrics(State(e): State<Arc<Exported>>) -> impl IntoResponse {

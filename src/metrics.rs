@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// Index of an input in the run's list of resolved inputs.
-pub type InputId = usize;
+pub use crate::common::InputId;
 
 /// Counters of one input file.
 #[derive(Debug, Default)]
@@ -118,6 +117,18 @@ impl Stats {
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// After an abort, every record read without an outcome counts as failed.
+    pub fn mark_unsettled_as_failed(&self) {
+        for (id, i) in self.summary().inputs.iter().enumerate() {
+            let settled = i.events_indexed + i.duplicates + i.dead_lettered + i.failed;
+            if i.events_read > settled {
+                self.input(id)
+                    .failed
+                    .fetch_add(i.events_read - settled, Relaxed);
+            }
+        }
     }
 
     /// A consistent-enough snapshot of every counter.

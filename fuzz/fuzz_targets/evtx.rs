@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let mut parser = parser.with_configuration(evtx::ParserSettings::new().num_threads(1));
     for record in parser.records_json_value().take(64) {
         if let Ok(r) = record {
-            let doc = evtship::source::flatten_evtx(r.data);
+            let doc = evtship::transform::dialect::evtx::flatten(r.data);
             assert!(doc.values().all(|v| !v.is_object()));
         }
     }

@@ -1,7 +1,6 @@
 //! NDJSON framing and encoding on arbitrary bytes: no panic, every line either a document or a
 //! rejection, and every document line valid JSON.
 #![no_main]
-use evtship::config::IndexName;
 use evtship::decode::{read_lines, Flow, StreamPos};
 use evtship::transform::{Encoder, Settings};
 use libfuzzer_sys::fuzz_target;
@@ -9,10 +8,7 @@ use std::sync::Arc;
 
 fuzz_target!(|data: &[u8]| {
     let origin: Arc<str> = Arc::from("fuzz");
-    let encoder = Encoder::new(
-        &IndexName::try_from("fuzz".to_owned()).unwrap(),
-        Settings::default(),
-    );
+    let encoder = Encoder::new(Settings::default());
     let mut emit = |chunk: evtship::decode::RawChunk| {
         let lines = chunk.lines.len();
         let encoded = encoder.encode(chunk);

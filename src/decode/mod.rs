@@ -1,312 +1,60 @@
-//! Bytes to records: NDJSON framing.
+//! Bytes to records: NDJSON framing ([`lines`]) and `.evtx` records ([`evtx`]).
 //!
-//! A record is one line. Line ends may be LF or CRLF, a UTF-8 byte order mark at the start of a
-//! stream is dropped, and blank lines are skipped. Lines are gathered into [`RawChunk`]s so that
-//! the parsing stage receives work in pieces large enough to keep every core busy.
+//! Sources find and open inputs and know where each stream stands; they hand every stream to
+//! a [`Decoder`] (through [`crate::source::Decode`]), which turns its bytes into chunks of
+//! records. A source never frames records itself, and this stage never opens a file by name
+//! but an `.evtx` one, which needs random access.
 
-use crate::metrics::InputId;
-use std::io::{self, BufRead};
-use std::ops::Range;
+pub mod evtx;
+pub mod lines;
+
+pub use crate::chunk::{Flow, RawChunk, StreamPos};
+pub use evtx::EvtxShape;
+pub use lines::read_lines;
+
+use crate::chunk::{StreamError, StreamProblem, StreamTotals};
+use crate::common::InputId;
+use std::io::BufRead;
+use std::path::Path;
 use std::sync::Arc;
 
-/// Gather this many bytes of lines into one chunk.
-pub const CHUNK_BYTES: usize = 256 << 10;
-/// Gather at most this many lines into one chunk.
-pub const CHUNK_LINES: usize = 4096;
-
-/// One line of input: its number in its stream (1-based) and its bytes in the chunk buffer,
-/// line end removed.
-#[derive(Debug, Clone)]
-pub struct RawLine {
-    /// Line number within its stream (file or archive member), counting blank lines.
-    pub number: u64,
-    /// Position of the line's bytes in [`RawChunk::buf`].
-    pub range: Range<usize>,
+/// The decode stage as the readers use it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoder {
+    /// Threads for `.evtx` chunk parsing.
+    pub threads: usize,
+    /// The shape `.evtx` records are handed over in.
+    pub evtx_shape: EvtxShape,
 }
 
-/// A position in a stream: lines and bytes consumed so far (blank lines included).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StreamPos {
-    /// Lines consumed; the next line is `line + 1`.
-    pub line: u64,
-    /// Bytes consumed.
-    pub offset: u64,
-}
+impl crate::source::Decode for Decoder {
+    fn lines(
+        &self,
+        reader: &mut dyn BufRead,
+        input: InputId,
+        origin: &Arc<str>,
+        start: StreamPos,
+        emit: &mut dyn FnMut(RawChunk) -> Flow,
+    ) -> Result<(StreamTotals, Flow), StreamError> {
+        read_lines(reader, input, origin, start, emit)
+    }
 
-/// Consecutive records of one stream.
-#[derive(Debug)]
-pub struct RawChunk {
-    /// Which input they came from.
-    pub input: InputId,
-    /// The stream's name: a file path, or `archive!member`.
-    pub origin: Arc<str>,
-    /// The records' bytes.
-    pub buf: Vec<u8>,
-    /// The records.
-    pub lines: Vec<RawLine>,
-    /// Where the stream stands after this chunk.
-    pub end: StreamPos,
-    /// Position of this chunk among the chunks of its input (0, 1, ...), for checkpoints.
-    pub seq: u64,
-    /// Records of the input up to and including this chunk, for checkpoints.
-    pub records_end: u64,
-    /// Position among all chunks the run read, in reading order (file outputs keep it).
-    pub order: u64,
-}
-
-impl RawChunk {
-    /// An empty chunk for records of `origin`.
-    pub fn new(input: InputId, origin: &Arc<str>) -> Self {
-        Self {
+    fn evtx(
+        &self,
+        path: &Path,
+        input: InputId,
+        origin: &Arc<str>,
+        emit: &mut dyn FnMut(RawChunk) -> Flow,
+        problem: &mut dyn FnMut(StreamProblem),
+    ) -> Flow {
+        evtx::read(
+            path,
             input,
-            origin: origin.clone(),
-            buf: Vec::with_capacity(CHUNK_BYTES + 16 * 1024),
-            lines: Vec::with_capacity(256),
-            end: StreamPos::default(),
-            seq: 0,
-            records_end: 0,
-            order: 0,
-        }
-    }
-
-    /// Appends one record given as a whole (not read from lines), numbered `number`.
-    pub fn push_record(&mut self, number: u64, write: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.buf.len();
-        write(&mut self.buf);
-        self.lines.push(RawLine {
-            number,
-            range: start..self.buf.len(),
-        });
-    }
-
-    /// Whether the chunk is big enough to hand over.
-    pub fn is_full(&self) -> bool {
-        self.buf.len() >= CHUNK_BYTES || self.lines.len() >= CHUNK_LINES
-    }
-
-    /// The bytes of line `i` of this chunk.
-    pub fn line(&self, i: usize) -> &[u8] {
-        &self.buf[self.lines[i].range.clone()]
-    }
-}
-
-/// A read error inside a stream, with the position reached.
-#[derive(Debug, thiserror::Error)]
-#[error("{origin}: line {line}: {source}")]
-pub struct StreamError {
-    /// The stream.
-    pub origin: Arc<str>,
-    /// The line that could not be read completely.
-    pub line: u64,
-    /// The cause.
-    pub source: io::Error,
-}
-
-/// Whether the consumer wants more chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Go on reading.
-    Continue,
-    /// Stop: the pipeline is shutting down.
-    Stop,
-}
-
-/// What one stream gave.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StreamTotals {
-    /// Non-empty lines.
-    pub records: u64,
-    /// Bytes read, line ends included.
-    pub bytes: u64,
-    /// Where the stream ended.
-    pub end: StreamPos,
-}
-
-/// Appends the next line of `reader` (through its `\n`, or to the end of the stream) to `buf`
-/// and returns its length, as [`BufRead::read_until`] does, but finds the newline with the
-/// memchr crate (SIMD; the standard library's search took a tenth of a core at 600 MB/s).
-fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut read = 0;
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let (used, done) = match memchr::memchr(b'\n', available) {
-            Some(at) => (at + 1, true),
-            None => (available.len(), available.is_empty()),
-        };
-        buf.extend_from_slice(&available[..used]);
-        reader.consume(used);
-        read += used;
-        if done {
-            return Ok(read);
-        }
-    }
-}
-
-/// Splits `reader` into lines and hands them over in chunks; `emit` returns whether to go on.
-/// `start` is where `reader` begins in its stream (line numbers and offsets continue from it).
-///
-/// On a read error the lines before it have been handed over; the error names the stream and
-/// the line reached.
-pub fn read_lines<R: BufRead>(
-    mut reader: R,
-    input: InputId,
-    origin: &Arc<str>,
-    start: StreamPos,
-    emit: &mut dyn FnMut(RawChunk) -> Flow,
-) -> Result<(StreamTotals, Flow), StreamError> {
-    let mut chunk = RawChunk::new(input, origin);
-    let mut totals = StreamTotals::default();
-    let mut number = start.line;
-    let mut offset = start.offset;
-    let first_line = start.line + 1;
-    loop {
-        let start = chunk.buf.len();
-        let n = match read_line(&mut reader, &mut chunk.buf) {
-            Ok(n) => n,
-            Err(source) => {
-                chunk.buf.truncate(start);
-                if !chunk.lines.is_empty() {
-                    chunk.end = StreamPos {
-                        line: number,
-                        offset,
-                    };
-                    emit(chunk);
-                }
-                return Err(StreamError {
-                    origin: origin.clone(),
-                    line: number + 1,
-                    source,
-                });
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        offset += n as u64;
-        totals.bytes += n as u64;
-        let mut end = chunk.buf.len();
-        while end > start && matches!(chunk.buf[end - 1], b'\n' | b'\r') {
-            end -= 1;
-        }
-        let mut begin = start;
-        if number == 1 && first_line == 1 && chunk.buf[begin..end].starts_with(b"\xEF\xBB\xBF") {
-            begin += 3;
-        }
-        if chunk.buf[begin..end].iter().all(u8::is_ascii_whitespace) {
-            chunk.buf.truncate(start);
-            continue;
-        }
-        chunk.buf.truncate(end);
-        totals.records += 1;
-        chunk.lines.push(RawLine {
-            number,
-            range: begin..end,
-        });
-        if chunk.is_full() {
-            chunk.end = StreamPos {
-                line: number,
-                offset,
-            };
-            totals.end = chunk.end;
-            let full = std::mem::replace(&mut chunk, RawChunk::new(input, origin));
-            if emit(full) == Flow::Stop {
-                return Ok((totals, Flow::Stop));
-            }
-        }
-    }
-    chunk.end = StreamPos {
-        line: number,
-        offset,
-    };
-    totals.end = chunk.end;
-    if !chunk.lines.is_empty() && emit(chunk) == Flow::Stop {
-        return Ok((totals, Flow::Stop));
-    }
-    Ok((totals, Flow::Continue))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(data: &[u8]) -> Vec<(u64, String)> {
-        let origin: Arc<str> = Arc::from("t");
-        let mut out = Vec::new();
-        read_lines(data, 0, &origin, StreamPos::default(), &mut |c| {
-            for (i, l) in c.lines.iter().enumerate() {
-                out.push((l.number, String::from_utf8_lossy(c.line(i)).into_owned()));
-            }
-            Flow::Continue
-        })
-        .unwrap();
-        out
-    }
-
-    #[test]
-    fn crlf_bom_blank_lines_and_no_final_newline() {
-        let got = lines(b"\xEF\xBB\xBF{\"a\":1}\r\n\r\n{\"b\":2}\n  \n{\"c\":3}");
-        assert_eq!(
-            got,
-            vec![
-                (1, "{\"a\":1}".to_owned()),
-                (3, "{\"b\":2}".to_owned()),
-                (5, "{\"c\":3}".to_owned())
-            ]
-        );
-    }
-
-    #[test]
-    fn reading_resumes_from_a_position() {
-        let origin: Arc<str> = Arc::from("t");
-        let mut got = Vec::new();
-        let start = StreamPos {
-            line: 10,
-            offset: 500,
-        };
-        read_lines(&b"a\n\nb\n"[..], 0, &origin, start, &mut |c| {
-            got.push((c.lines[0].number, c.lines[1].number, c.end));
-            Flow::Continue
-        })
-        .unwrap();
-        assert_eq!(
-            got,
-            vec![(
-                11,
-                13,
-                StreamPos {
-                    line: 13,
-                    offset: 505
-                }
-            )]
-        );
-    }
-
-    #[test]
-    fn large_inputs_are_split_into_chunks() {
-        let line = format!("{{\"x\":\"{}\"}}\n", "y".repeat(1000));
-        let data = line.repeat(3000);
-        let origin: Arc<str> = Arc::from("t");
-        let mut chunks = 0;
-        let mut records = 0;
-        let (totals, _) = read_lines(
-            data.as_bytes(),
-            0,
-            &origin,
-            StreamPos::default(),
-            &mut |c| {
-                chunks += 1;
-                records += c.lines.len();
-                Flow::Continue
-            },
+            origin,
+            self.threads,
+            self.evtx_shape,
+            emit,
+            problem,
         )
-        .unwrap();
-        assert!(chunks > 1);
-        assert_eq!(records, 3000);
-        assert_eq!(totals.bytes, data.len() as u64);
     }
 }

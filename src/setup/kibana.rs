@@ -2,7 +2,8 @@
 //! saved searches), imported with Kibana's saved objects import API.
 
 use super::{files_in, SetupError};
-use crate::config::{IndexName, Pipeline};
+use crate::common::IndexName;
+use crate::sink::elasticsearch::EsSettings;
 use serde_json::Value;
 use std::path::Path;
 
@@ -46,15 +47,14 @@ fn basic(user: &str, password: &str) -> String {
 
 /// Imports `objects` into the Kibana at `url` (credentials from the URL, else the pipeline's
 /// user and password or API key); returns how many Kibana says it imported.
-pub async fn import(url: &str, p: &Pipeline, objects: &[Value]) -> Result<u64, SetupError> {
-    let (base, from_url) = crate::sink::elasticsearch::split_userinfo(url);
+pub async fn import(url: &str, es: &EsSettings, objects: &[Value]) -> Result<u64, SetupError> {
+    let (base, from_url) = crate::sink::elasticsearch::client::split_userinfo(url);
     let from_url = from_url.map(|(user, password)| basic(&user, &password));
     let shown = base.trim_end_matches('/').to_owned();
     let fail = |message: String| SetupError::Kibana {
         url: shown.clone(),
         message,
     };
-    let es = &p.elasticsearch;
     let authorization = from_url
         .or_else(|| {
             es.api_key
@@ -90,7 +90,7 @@ pub async fn import(url: &str, p: &Pipeline, objects: &[Value]) -> Result<u64, S
     let response = request
         .send()
         .await
-        .map_err(|e| fail(crate::sink::elasticsearch::error_chain(&e)))?;
+        .map_err(|e| fail(crate::common::error_chain(&e)))?;
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or_default();

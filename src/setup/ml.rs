@@ -6,7 +6,7 @@
 //! The ids go in the request paths; the datafeeds and analytics read the pipeline's index.
 
 use super::{files_in, read_json, SetupError};
-use crate::config::IndexName;
+use crate::common::IndexName;
 use crate::sink::elasticsearch::{EsClient, ServerInfo};
 use elasticsearch::http::Method;
 use serde_json::Value;
@@ -154,7 +154,7 @@ pub async fn create(client: &EsClient, jobs: &[MlJob]) -> Result<Vec<Created>, S
             } else if text.contains("resource_already_exists_exception") {
                 done.push(Created::Existing(what));
             } else {
-                return Err(crate::sink::elasticsearch::refused(
+                return Err(crate::sink::elasticsearch::EsError::refused(
                     &format!("PUT {path}"),
                     status,
                     &text,

@@ -6,6 +6,7 @@ pub mod kibana;
 pub mod ml;
 
 use crate::config::Pipeline;
+use crate::sink::elasticsearch::template::{self, Wanted};
 use crate::sink::elasticsearch::{EsClient, EsError, ServerInfo};
 use std::path::PathBuf;
 use thiserror::Error;
@@ -50,9 +51,13 @@ pub struct SetupOptions {
 
 /// Connects to the engine and installs the index template; returns what the server is.
 pub async fn template(p: &Pipeline) -> Result<(EsClient, ServerInfo), SetupError> {
-    let client = EsClient::new(p)?;
+    let client = EsClient::new(&p.es)?;
     let info = client.server_info().await?;
-    client.install_template(p, &info).await?;
+    let wanted = Wanted {
+        ecs: p.transform.ecs,
+        data_stream: p.data_stream,
+    };
+    template::install(&client, &p.index, &p.template, wanted, &info).await?;
     Ok((client, info))
 }
 

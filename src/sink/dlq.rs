@@ -61,7 +61,7 @@ impl DeadLetter {
     /// Appends one record.
     pub fn write(&self, rec: &DeadRecord<'_>) -> io::Result<()> {
         let mut line = Map::new();
-        line.insert("time".into(), crate::transform::timestamp::now().into());
+        line.insert("time".into(), crate::common::now().into());
         line.insert("reason".into(), rec.reason.into());
         line.insert("status".into(), rec.status.map_or(Value::Null, Value::from));
         line.insert("error".into(), rec.error.cloned().unwrap_or(Value::Null));

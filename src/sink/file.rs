@@ -2,27 +2,28 @@
 //! request bodies (`bulk:PATH`), in the order the records were read, replayable with
 //! `curl -H 'Content-Type: application/x-ndjson' --data-binary @PATH URL/_bulk`.
 
+use super::wire::Actions;
 use super::Accounting;
+use crate::ack::Outcome;
 use crate::transform::EncodedChunk;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 
 /// What each document becomes in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum FileFormat {
     /// The document line only.
     Documents,
     /// The action line and the document line.
-    Bulk,
+    Bulk(Actions),
 }
 
 /// Writes every chunk received to a file or standard output; returns when the channel closes.
 pub fn write_all(
     path: Option<&Path>,
-    format: FileFormat,
+    format: &FileFormat,
     rx: flume::Receiver<EncodedChunk>,
     acct: &Accounting,
 ) -> Result<(), FileSinkError> {
@@ -44,22 +45,36 @@ pub fn write_all(
         waiting.insert(chunk.raw.order, chunk);
         while let Some(chunk) = waiting.remove(&next) {
             next += 1;
-            acct.reject_unparsable(&chunk);
-            for i in 0..chunk.docs.len() {
-                let bytes = match format {
-                    FileFormat::Documents => chunk.doc_line(i),
-                    FileFormat::Bulk => chunk.bulk_lines(i),
-                };
-                out.write_all(bytes).map_err(err)?;
-            }
-            acct.stats
-                .input(chunk.raw.input)
-                .indexed
-                .fetch_add(chunk.docs.len() as u64, Relaxed);
-            acct.outcome(&chunk, chunk.docs.len());
+            write_chunk(&mut out, format, &chunk, acct).map_err(err)?;
         }
     }
+    // Whatever is left (a source stopped between numbering a chunk and sending it), in order.
+    for chunk in waiting.into_values() {
+        write_chunk(&mut out, format, &chunk, acct).map_err(err)?;
+    }
     out.flush().map_err(err)
+}
+
+fn write_chunk(
+    out: &mut impl Write,
+    format: &FileFormat,
+    chunk: &EncodedChunk,
+    acct: &Accounting,
+) -> io::Result<()> {
+    acct.reject_unparsable(chunk);
+    let mut action = Vec::with_capacity(128);
+    for (i, doc) in chunk.docs.iter().enumerate() {
+        if let FileFormat::Bulk(actions) = format {
+            action.clear();
+            actions.write(doc, &mut action);
+            out.write_all(&action)?;
+        }
+        out.write_all(chunk.doc_line(i))?;
+    }
+    for doc in &chunk.docs {
+        acct.resolve(&chunk.raw, doc.line, Outcome::Indexed, || (201, None));
+    }
+    Ok(())
 }
 
 /// The output file could not be written.

@@ -1,7 +1,8 @@
 //! zip and tar archives, read member by member without unpacking to disk.
 
-use super::{Counted, StreamContext, READ_BUFFER};
-use crate::decode::{Flow, RawChunk, StreamPos};
+use super::context::{Counted, StreamContext};
+use super::READ_BUFFER;
+use crate::chunk::{Flow, RawChunk, StreamPos};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;

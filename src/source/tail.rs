@@ -10,13 +10,13 @@
 //!   fallback for file systems without them.
 //! - Archives and `.evtx` files are read once, as in batch mode.
 
-use super::{
-    read_path, resolve, sniff, Cursor, Format, InputFile, Location, ReadOptions, ResolveError,
-    StreamContext, READ_BUFFER,
-};
+use super::context::{Cursor, StreamContext};
+use super::read::read_path;
+use super::{resolve, sniff, Decode, Format, Location, ReadOptions, ResolveError, READ_BUFFER};
 use crate::checkpoint::{Checkpoints, Identity, Resume};
-use crate::decode::{Flow, RawChunk, StreamPos};
-use crate::metrics::{InputId, Stats};
+use crate::chunk::{Flow, RawChunk, StreamPos};
+use crate::common::InputId;
+use crate::metrics::Stats;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -49,7 +49,8 @@ pub fn follow(
     patterns: &[String],
     stats: &Stats,
     opts: &ReadOptions,
-    checkpoints: Option<&Checkpoints>,
+    decode: &dyn Decode,
+    checkpoints: Option<&Arc<Checkpoints>>,
     stop: &AtomicBool,
     emit: &mut dyn FnMut(RawChunk) -> Flow,
 ) {
@@ -59,6 +60,7 @@ pub fn follow(
         patterns,
         stats,
         opts,
+        decode,
         checkpoints,
         tracked: Vec::new(),
         seen: HashMap::new(),
@@ -126,7 +128,8 @@ struct Follower<'a> {
     patterns: &'a [String],
     stats: &'a Stats,
     opts: &'a ReadOptions,
-    checkpoints: Option<&'a Checkpoints>,
+    decode: &'a dyn Decode,
+    checkpoints: Option<&'a Arc<Checkpoints>>,
     tracked: Vec<Tracked>,
     /// Files already followed or read (tracked, rotated away, or one-shot archives), by key.
     seen: HashMap<String, Identity>,
@@ -189,15 +192,9 @@ impl Follower<'_> {
         let n = file.read(&mut head).unwrap_or(0);
         if sniff(&head[..n]) != Format::Lines {
             // Archives and .evtx: read once.
-            let input = InputFile {
-                id,
-                location: Location::Path(path),
-            };
-            let ctx = StreamContext::new(id, self.stats).sharded(self.opts.shard);
-            let label: Arc<str> = Arc::from(input.label());
-            if let Location::Path(p) = &input.location {
-                read_path(p, &label, &ctx, self.opts, self.checkpoints, emit);
-            }
+            let ctx = StreamContext::new(id, self.stats, self.decode).sharded(self.opts.shard);
+            let label: Arc<str> = Arc::from(label);
+            read_path(&path, &label, ctx, self.opts, self.checkpoints, emit);
             return;
         }
         let mut pos = StreamPos::default();
@@ -271,7 +268,9 @@ impl Follower<'_> {
             }
         };
         t.idle_looks = 0;
-        let ctx = StreamContext::with_cursor(t.id, stats, t.cursor).sharded(self.opts.shard);
+        let ctx = StreamContext::with_cursor(t.id, stats, self.decode, t.cursor)
+            .sharded(self.opts.shard)
+            .settling_into(self.checkpoints.cloned());
         let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, &buf[..complete]);
         let (flow, end) = ctx.lines_to(&mut reader, &t.label, t.pos, emit);
         t.cursor = ctx.cursor.get();

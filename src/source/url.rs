@@ -15,13 +15,43 @@ use thiserror::Error;
 /// Why a URL could not be downloaded.
 #[derive(Debug, Error)]
 pub enum DownloadError {
-    /// The request failed.
-    #[error("{url}: {message}")]
-    Http {
+    /// The request could not be made or got no answer.
+    #[error("{url}")]
+    Request {
         /// The URL, credentials hidden.
         url: String,
-        /// What went wrong.
-        message: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error status.
+    #[error("{url}: the server answered {status}")]
+    Status {
+        /// The URL, credentials hidden.
+        url: String,
+        /// The status.
+        status: reqwest::StatusCode,
+    },
+    /// The body stopped before its end.
+    #[error("{url}: download interrupted after {done} bytes")]
+    Interrupted {
+        /// The URL, credentials hidden.
+        url: String,
+        /// Bytes received.
+        done: u64,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The body was shorter than announced.
+    #[error("{url}: download incomplete: {done} of {total} bytes")]
+    Incomplete {
+        /// The URL, credentials hidden.
+        url: String,
+        /// Bytes received.
+        done: u64,
+        /// Bytes announced.
+        total: u64,
     },
     /// The cache could not be written.
     #[error("{url}: cannot write the cache {}: {source}", path.display())]
@@ -94,27 +124,65 @@ pub enum Fetched {
 /// Returns a local copy of `url` in `cache_dir`, downloading it when needed.
 pub fn fetch(url: &str, cache_dir: &Path) -> Result<(PathBuf, Fetched), DownloadError> {
     let shown = crate::redact::url(url);
-    let http_err = |message: String| DownloadError::Http {
-        url: shown.clone(),
-        message,
-    };
     let name = cache_name(url);
-    let path = cache_dir.join(&name);
-    let meta_path = cache_dir.join(format!("{name}.meta.json"));
+    let place = Place {
+        url,
+        shown: &shown,
+        path: cache_dir.join(&name),
+        meta: cache_dir.join(format!("{name}.meta.json")),
+        part: cache_dir.join(format!("{name}.part")),
+    };
     let client = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .timeout(None)
         .build()
-        .map_err(|e| http_err(e.to_string()))?;
-
-    let cached: Option<Meta> = std::fs::read(&meta_path)
+        .map_err(|e| place.request_err(e))?;
+    let cached: Option<Meta> = std::fs::read(&place.meta)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(|m: &Meta| {
-            m.url == url && std::fs::metadata(&path).is_ok_and(|f| f.len() == m.size)
+            m.url == url && std::fs::metadata(&place.path).is_ok_and(|f| f.len() == m.size)
         });
     if let Some(meta) = &cached {
-        match client.head(url).send() {
+        if place.cache_still_good(&client, meta) {
+            return Ok((place.path, Fetched::Cached));
+        }
+    }
+    std::fs::create_dir_all(cache_dir).map_err(|e| place.cache_err(cache_dir, e))?;
+    place.download(&client)?;
+    Ok((place.path, Fetched::Downloaded))
+}
+
+/// Where one URL is cached.
+struct Place<'a> {
+    url: &'a str,
+    shown: &'a str,
+    path: PathBuf,
+    meta: PathBuf,
+    part: PathBuf,
+}
+
+impl Place<'_> {
+    fn request_err(&self, source: reqwest::Error) -> DownloadError {
+        DownloadError::Request {
+            url: self.shown.to_owned(),
+            source,
+        }
+    }
+
+    fn cache_err(&self, path: &Path, source: io::Error) -> DownloadError {
+        DownloadError::Cache {
+            url: self.shown.to_owned(),
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether the cached copy is still what the server has (same size and ETag), or the
+    /// server cannot say (then the copy is used, with a warning).
+    fn cache_still_good(&self, client: &reqwest::blocking::Client, meta: &Meta) -> bool {
+        let (shown, path) = (self.shown, self.path.display());
+        match client.head(self.url).send() {
             Ok(resp) if resp.status().is_success() => {
                 let size = header(&resp, "content-length").and_then(|s| s.parse::<u64>().ok());
                 let etag = header(&resp, "etag");
@@ -124,93 +192,111 @@ pub fn fetch(url: &str, cache_dir: &Path) -> Result<(PathBuf, Fetched), Download
                     _ => true,
                 };
                 if same_size && same_etag {
-                    tracing::info!("{shown}: using the cached download {}", path.display());
-                    return Ok((path, Fetched::Cached));
+                    tracing::info!("{shown}: using the cached download {path}");
+                    return true;
                 }
                 tracing::info!("{shown}: changed on the server; downloading again");
+                false
             }
             Ok(resp) => {
                 tracing::warn!(
-                    "{shown}: HEAD answered {}; using the cached download {}",
-                    resp.status(),
-                    path.display()
+                    "{shown}: HEAD answered {}; using the cached download {path}",
+                    resp.status()
                 );
-                return Ok((path, Fetched::Cached));
+                true
             }
             Err(e) => {
                 tracing::warn!(
-                    "{shown}: cannot check the server ({e}); using the cached download {}",
-                    path.display()
+                    "{shown}: cannot check the server ({e}); using the cached download {path}"
                 );
-                return Ok((path, Fetched::Cached));
+                true
             }
         }
     }
 
-    let cache_err = |path: &Path, source| DownloadError::Cache {
-        url: shown.clone(),
-        path: path.to_owned(),
-        source,
-    };
-    std::fs::create_dir_all(cache_dir).map_err(|e| cache_err(cache_dir, e))?;
-    let mut resp = client
-        .get(url)
-        .send()
-        .map_err(|e| http_err(crate::sink::elasticsearch::error_chain(&e)))?;
-    if !resp.status().is_success() {
-        return Err(http_err(format!("the server answered {}", resp.status())));
-    }
-    let total = resp.content_length();
-    let etag = header(&resp, "etag");
-    let part = cache_dir.join(format!("{name}.part"));
-    let mut out = File::create(&part).map_err(|e| cache_err(&part, e))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut done = 0u64;
-    let started = Instant::now();
-    let mut last_report = Instant::now();
-    tracing::info!(
-        "{shown}: downloading{} to {}",
-        total.map_or_else(String::new, |t| format!(" {:.1} MB", t as f64 / 1e6)),
-        path.display()
-    );
-    loop {
-        let n = resp
-            .read(&mut buf)
-            .map_err(|e| http_err(format!("download interrupted after {done} bytes: {e}")))?;
-        if n == 0 {
-            break;
+    /// Downloads into the `.part` file, then renames it and writes the metadata.
+    fn download(&self, client: &reqwest::blocking::Client) -> Result<(), DownloadError> {
+        let mut resp = client
+            .get(self.url)
+            .send()
+            .map_err(|e| self.request_err(e))?;
+        if !resp.status().is_success() {
+            return Err(DownloadError::Status {
+                url: self.shown.to_owned(),
+                status: resp.status(),
+            });
         }
-        out.write_all(&buf[..n]).map_err(|e| cache_err(&part, e))?;
-        done += n as u64;
-        if last_report.elapsed() >= Duration::from_secs(5) {
-            last_report = Instant::now();
-            let rate = done as f64 / 1e6 / started.elapsed().as_secs_f64();
-            match total {
-                Some(t) => tracing::info!(
-                    "{shown}: {:.0}% of {:.1} MB ({rate:.1} MB/s)",
-                    done as f64 * 100.0 / t as f64,
-                    t as f64 / 1e6
-                ),
-                None => tracing::info!("{shown}: {:.1} MB ({rate:.1} MB/s)", done as f64 / 1e6),
+        let total = resp.content_length();
+        let etag = header(&resp, "etag");
+        let mut out = File::create(&self.part).map_err(|e| self.cache_err(&self.part, e))?;
+        tracing::info!(
+            "{}: downloading{} to {}",
+            self.shown,
+            total.map_or_else(String::new, |t| format!(" {:.1} MB", t as f64 / 1e6)),
+            self.path.display()
+        );
+        let done = self.copy(&mut resp, &mut out, total)?;
+        if let Some(total) = total.filter(|t| *t != done) {
+            return Err(DownloadError::Incomplete {
+                url: self.shown.to_owned(),
+                done,
+                total,
+            });
+        }
+        out.sync_all().map_err(|e| self.cache_err(&self.part, e))?;
+        drop(out);
+        std::fs::rename(&self.part, &self.path).map_err(|e| self.cache_err(&self.path, e))?;
+        let meta = Meta {
+            url: self.url.to_owned(),
+            size: done,
+            etag,
+        };
+        std::fs::write(&self.meta, serde_json::to_vec(&meta).expect("serialisable"))
+            .map_err(|e| self.cache_err(&self.meta, e))
+    }
+
+    /// Copies the body to `out`, logging progress every five seconds; returns the bytes.
+    fn copy(
+        &self,
+        resp: &mut reqwest::blocking::Response,
+        out: &mut File,
+        total: Option<u64>,
+    ) -> Result<u64, DownloadError> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done = 0u64;
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        loop {
+            let n = resp
+                .read(&mut buf)
+                .map_err(|source| DownloadError::Interrupted {
+                    url: self.shown.to_owned(),
+                    done,
+                    source,
+                })?;
+            if n == 0 {
+                return Ok(done);
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| self.cache_err(&self.part, e))?;
+            done += n as u64;
+            if last_report.elapsed() >= Duration::from_secs(5) {
+                last_report = Instant::now();
+                let rate = done as f64 / 1e6 / started.elapsed().as_secs_f64();
+                let shown = self.shown;
+                match total {
+                    Some(t) => tracing::info!(
+                        "{shown}: {:.0}% of {:.1} MB ({rate:.1} MB/s)",
+                        done as f64 * 100.0 / t as f64,
+                        t as f64 / 1e6
+                    ),
+                    None => {
+                        tracing::info!("{shown}: {:.1} MB ({rate:.1} MB/s)", done as f64 / 1e6)
+                    }
+                }
             }
         }
     }
-    if let Some(t) = total.filter(|t| *t != done) {
-        return Err(http_err(format!(
-            "download incomplete: {done} of {t} bytes"
-        )));
-    }
-    out.sync_all().map_err(|e| cache_err(&part, e))?;
-    drop(out);
-    std::fs::rename(&part, &path).map_err(|e| cache_err(&path, e))?;
-    let meta = Meta {
-        url: url.to_owned(),
-        size: done,
-        etag,
-    };
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).expect("serialisable"))
-        .map_err(|e| cache_err(&meta_path, e))?;
-    Ok((path, Fetched::Downloaded))
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@ use std::borrow::Cow;
 
 /// The top-level fields of a document.
 pub trait Fields {
+    /// Whether the document has `key`.
+    fn has(&self, key: &str) -> bool;
+
     /// The value of `key` when it is a JSON string.
     fn str(&self, key: &str) -> Option<Cow<'_, str>>;
 
@@ -15,6 +18,10 @@ pub trait Fields {
 }
 
 impl Fields for Map<String, Value> {
+    fn has(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+
     fn str(&self, key: &str) -> Option<Cow<'_, str>> {
         self.get(key).and_then(Value::as_str).map(Cow::Borrowed)
     }

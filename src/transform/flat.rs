@@ -14,9 +14,11 @@
 //! that is neither an integer nor a numeric string, a numeric `Opcode`), a `\u` escape of a
 //! surrogate, negative zero, or ECS fields being wanted.
 
-use super::dialect::{self, Dialect};
+use super::dialect::{self, Dialect, FieldRule};
 use super::fields::Fields;
+use super::id::DocId;
 use super::{scan, Document, Encoder};
+use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 
@@ -55,9 +57,8 @@ struct Flat<'a> {
     index: FxHashMap<&'a str, usize>,
 }
 
-/// Appends the action and document lines of a flat record to `buf`, as
-/// [`Encoder::encode`] does; returns where the document line starts, or `None` (nothing
-/// written) when the record needs the general path.
+/// Appends the document line of a flat record to `buf`, as [`Encoder::encode`] does; returns
+/// its id and time, or `None` (nothing written) when the record needs the general path.
 ///
 /// `read` is scratch space for the record's fields, kept by the caller from one record to the
 /// next.
@@ -68,7 +69,7 @@ pub(super) fn encode<'a>(
     now: &str,
     read: &mut Vec<(&'a str, &'a str)>,
     buf: &mut Vec<u8>,
-) -> Option<usize> {
+) -> Option<(DocId, Option<DateTime<Utc>>)> {
     if enc.settings.ecs {
         return None;
     }
@@ -84,11 +85,10 @@ pub(super) fn encode<'a>(
         super::rendered_message(&mut doc, message);
     }
     super::stamp(&mut doc, now, &enc.settings);
-    enc.action(&doc, line, number, buf);
-    let doc_start = buf.len();
+    let identity = enc.identify(&doc, line, number);
     doc.write(buf);
     buf.push(b'\n');
-    Some(doc_start)
+    Some(identity)
 }
 
 /// Whether no value is negative zero, which the general path reads as a float and writes
@@ -137,30 +137,35 @@ impl<'a> Flat<'a> {
             added: Vec::new(),
             index: FxHashMap::with_capacity_and_hasher(read.len() + 24, Default::default()),
         };
-        let auto = match forced {
-            Dialect::Auto => true,
-            Dialect::Nxlog | Dialect::Powershell => false,
-            Dialect::Winlogbeat | Dialect::Azure => return None,
-        };
-        // NXLog's XML entities are decoded by the general path (not in `Message`).
-        let entities = memchr::memchr(b'&', text.as_bytes()).is_some();
+        for (i, &(key, _)) in read.iter().enumerate() {
+            if doc.index.insert(key, i).is_some() {
+                return None;
+            }
+        }
+        // Dialects that reshape records (Winlogbeat, Azure) take the general path.
+        let dialect = forced.of(&doc);
+        if !dialect.is_flat() {
+            return None;
+        }
+        // XML entities are decoded by the general path.
+        let entities =
+            dialect.decodes_entities() && memchr::memchr(b'&', text.as_bytes()).is_some();
         for (i, &(key, raw)) in read.iter().enumerate() {
-            match key {
-                "Message" => {}
-                "Keywords" => doc.changed.push((i, Val::Str(Cow::Owned(keywords(raw)?)))),
-                "Opcode" if is_number(raw) => return None,
-                // Keys that make `dialect::detect` see Winlogbeat or Azure.
-                "event_data" | "user_data" | "log_name" | "EventData" if auto => return None,
-                _ if dialect::is_integer_field(key) && !plain_integer(raw) => {
+            let rule = dialect::rule(key);
+            if entities && rule != FieldRule::Message && raw.starts_with('"') && raw.contains('&') {
+                return None;
+            }
+            match rule {
+                FieldRule::Plain | FieldRule::Message => {}
+                FieldRule::Keywords => doc.changed.push((i, Val::Str(Cow::Owned(keywords(raw)?)))),
+                // The general path renames a numeric opcode.
+                FieldRule::Opcode if is_number(raw) => return None,
+                FieldRule::Opcode => {}
+                FieldRule::Integer if plain_integer(raw) => {}
+                FieldRule::Integer => {
                     let n = dialect::parse_integer(&string(raw)?)?;
                     doc.changed.push((i, Val::Int(n)));
                 }
-                _ if dialect::is_integer_field(key) => {}
-                _ if entities && raw.starts_with('"') && raw.contains('&') => return None,
-                _ => {}
-            }
-            if doc.index.insert(key, i).is_some() {
-                return None;
             }
         }
         Some(doc)
@@ -264,6 +269,10 @@ fn write_data(buf: &mut Vec<u8>, data: &[(String, Vec<String>)]) {
 }
 
 impl Fields for Flat<'_> {
+    fn has(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
     fn str(&self, key: &str) -> Option<Cow<'_, str>> {
         match self.get(key)? {
             Found::Raw(raw) => string(raw),
@@ -288,10 +297,6 @@ impl Fields for Flat<'_> {
 }
 
 impl<'a> Document<'a> for Flat<'a> {
-    fn has(&self, key: &str) -> bool {
-        self.index.contains_key(key)
-    }
-
     fn set(&mut self, key: &'a str, value: Cow<'a, str>) {
         self.put(key, Val::Str(value));
     }

@@ -18,6 +18,34 @@ use xxhash_rust::xxh3::Xxh3;
 /// occur in the parts, and under a different prefix from the bytes. The parts are fed to the
 /// hasher in turn, without building the string they make (the same hash: ids never change).
 pub fn document_id<D: Fields + ?Sized>(doc: &D, raw: &[u8], line: u64) -> String {
+    id_of(doc, raw, line).as_str().to_owned()
+}
+
+/// A document id: 32 lower-case hex digits, held without an allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DocId([u8; 32]);
+
+impl DocId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+impl std::fmt::Debug for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for DocId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// [`document_id`] as a [`DocId`].
+pub fn id_of<D: Fields + ?Sized>(doc: &D, raw: &[u8], line: u64) -> DocId {
     let identity = [("Hostname", "RecordNumber"), ("Computer", "EventRecordID")]
         .iter()
         .find_map(|(host, record)| {
@@ -48,13 +76,13 @@ pub fn document_id<D: Fields + ?Sized>(doc: &D, raw: &[u8], line: u64) -> String
 }
 
 /// 32 lower-case hex digits, as `{:032x}` writes them.
-fn hex(digest: u128) -> String {
+fn hex(digest: u128) -> DocId {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 32];
     for (i, digit) in text.iter_mut().enumerate() {
         *digit = DIGITS[((digest >> ((31 - i) * 4)) & 0xf) as usize];
     }
-    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
+    DocId(text)
 }
 
 #[cfg(test)]

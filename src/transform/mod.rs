@@ -26,9 +26,10 @@ mod record;
 mod scan;
 pub mod timestamp;
 
-use crate::config::IndexName;
-use crate::decode::RawChunk;
+use crate::chunk::RawChunk;
+use chrono::{DateTime, Utc};
 use fields::Fields;
+use id::DocId;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::ops::Range;
@@ -40,15 +41,17 @@ const RECORD_FIELDS: usize = 64;
 /// Sysmon's event log channel.
 pub const SYSMON_CHANNEL: &str = "Microsoft-Windows-Sysmon/Operational";
 
-/// One document of a chunk, encoded for `_bulk`.
+/// One document of a chunk.
 #[derive(Debug, Clone)]
 pub struct EncodedDoc {
     /// Index of the source line in the chunk's [`RawChunk::lines`].
     pub line: usize,
-    /// The action line and the document line, newline-terminated, in [`EncodedChunk::buf`].
-    pub bulk: Range<usize>,
-    /// Where the document line starts within `bulk`.
-    pub doc_start: usize,
+    /// The document line, newline-terminated, in [`EncodedChunk::buf`].
+    pub doc: Range<usize>,
+    /// Its stable id.
+    pub id: DocId,
+    /// Its `@timestamp`, when the encoder was asked for times (indices named by date).
+    pub time: Option<DateTime<Utc>>,
 }
 
 /// A record that could not become a document.
@@ -60,32 +63,24 @@ pub struct Rejected {
     pub reason: String,
 }
 
-/// A chunk of records turned into `_bulk` lines.
+/// A chunk of records turned into documents.
 #[derive(Debug)]
 pub struct EncodedChunk {
-    /// The records as read, kept for the dead letter queue.
+    /// The records as read, kept for the dead letter queue, with their acknowledgement.
     pub raw: RawChunk,
-    /// Action and document lines of every document (the engine sink takes them once they are
-    /// copied into request bodies).
+    /// Document lines of every document (the engine sink takes them once they are copied into
+    /// request bodies).
     pub buf: Vec<u8>,
     /// The documents.
     pub docs: Vec<EncodedDoc>,
     /// Records that are not JSON objects.
     pub rejected: Vec<Rejected>,
-    /// Documents still without an outcome; at zero the chunk is settled (see [`crate::checkpoint`]).
-    pub pending: std::sync::atomic::AtomicUsize,
 }
 
 impl EncodedChunk {
-    /// The action and document lines of document `i`.
-    pub fn bulk_lines(&self, i: usize) -> &[u8] {
-        &self.buf[self.docs[i].bulk.clone()]
-    }
-
     /// The document line (with its newline) of document `i`.
     pub fn doc_line(&self, i: usize) -> &[u8] {
-        let d = &self.docs[i];
-        &self.buf[d.doc_start..d.bulk.end]
+        &self.buf[self.docs[i].doc.clone()]
     }
 }
 
@@ -102,27 +97,23 @@ pub struct Settings {
     pub ecs: bool,
 }
 
-/// Turns records into documents for one index.
+/// Turns records into documents.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    index: IndexName,
-    /// The action line up to the id, for an index that does not depend on the document.
-    fixed_prefix: Option<Vec<u8>>,
     settings: Settings,
     /// Whether flat records take the fast path ([`flat`]).
     fast: bool,
+    /// Whether each document's `@timestamp` is given with it ([`EncodedDoc::time`]).
+    times: bool,
 }
 
 impl Encoder {
-    /// An encoder writing `create` actions for `index` (dated names resolved per document from
-    /// its `@timestamp`, in UTC).
-    pub fn new(index: &IndexName, settings: Settings) -> Self {
-        let fixed_prefix = (!index.is_dated()).then(|| action_prefix(index.as_str()));
+    /// An encoder with these settings.
+    pub fn new(settings: Settings) -> Self {
         Self {
-            index: index.clone(),
-            fixed_prefix,
             settings,
             fast: true,
+            times: false,
         }
     }
 
@@ -130,6 +121,12 @@ impl Encoder {
     /// parsed into a tree: the same documents, more slowly (for checks and benchmarks).
     pub fn with_fast_path(mut self, on: bool) -> Self {
         self.fast = on;
+        self
+    }
+
+    /// Gives each document's `@timestamp` with it, for a sink that names indices by date.
+    pub fn with_times(mut self, on: bool) -> Self {
+        self.times = on;
         self
     }
 
@@ -143,10 +140,10 @@ impl Encoder {
     /// Encodes every record of a chunk.
     pub fn encode(&self, raw: RawChunk) -> EncodedChunk {
         let now = timestamp::now();
-        // Documents are their record and about 300 bytes more (the action line, `@version`,
-        // `@timestamp`, `MessageTitle`, the fields the Message adds): growing the buffer
-        // instead would copy the whole chunk again.
-        let mut buf = Vec::with_capacity(raw.buf.len() + raw.lines.len() * 384);
+        // Documents are their record and about 300 bytes more (`@version`, `@timestamp`,
+        // `MessageTitle`, the fields the Message adds): growing the buffer instead would copy
+        // the whole chunk again.
+        let mut buf = Vec::with_capacity(raw.buf.len() + raw.lines.len() * 320);
         let mut docs = Vec::with_capacity(raw.lines.len());
         let mut rejected = Vec::new();
         // The fast path's list of a record's fields, kept from one record to the next.
@@ -155,10 +152,11 @@ impl Encoder {
             let start = buf.len();
             let line = raw.line(i);
             match self.encode_record(line, raw.lines[i].number, &now, &mut fields, &mut buf) {
-                Ok(doc_start) => docs.push(EncodedDoc {
+                Ok((id, time)) => docs.push(EncodedDoc {
                     line: i,
-                    bulk: start..buf.len(),
-                    doc_start,
+                    doc: start..buf.len(),
+                    id,
+                    time,
                 }),
                 Err(reason) => {
                     buf.truncate(start);
@@ -167,7 +165,6 @@ impl Encoder {
             }
         }
         EncodedChunk {
-            pending: std::sync::atomic::AtomicUsize::new(docs.len()),
             raw,
             buf,
             docs,
@@ -177,8 +174,8 @@ impl Encoder {
 }
 
 impl Encoder {
-    /// Appends the action and document lines of one record to `buf`; returns where the
-    /// document line starts, or why the record is no document.
+    /// Appends the document line of one record to `buf`; returns its id and time, or why the
+    /// record is no document.
     fn encode_record<'a>(
         &self,
         line: &'a [u8],
@@ -186,18 +183,16 @@ impl Encoder {
         now: &str,
         fields: &mut Vec<(&'a str, &'a str)>,
         buf: &mut Vec<u8>,
-    ) -> Result<usize, String> {
+    ) -> Result<(DocId, Option<DateTime<Utc>>), String> {
         if self.fast {
-            if let Some(doc_start) = flat::encode(self, line, number, now, fields, buf) {
-                return Ok(doc_start);
+            if let Some(identity) = flat::encode(self, line, number, now, fields, buf) {
+                return Ok(identity);
             }
         }
         let doc = self.document(line, now)?;
-        self.action(&doc, line, number, buf);
-        let doc_start = buf.len();
         sonic_rs::to_writer(&mut *buf, &doc).expect("serialising a JSON map cannot fail");
         buf.push(b'\n');
-        Ok(doc_start)
+        Ok(self.identify(&doc, line, number))
     }
 
     /// The document of one record: parsed whole and transformed (the caller serialises it).
@@ -215,28 +210,21 @@ impl Encoder {
         Ok(doc)
     }
 
-    /// Appends the action line of a document.
-    fn action<D: Fields + ?Sized>(&self, doc: &D, line: &[u8], number: u64, buf: &mut Vec<u8>) {
-        match &self.fixed_prefix {
-            Some(prefix) => buf.extend_from_slice(prefix),
-            None => {
-                let time = doc
-                    .str("@timestamp")
-                    .as_deref()
-                    .and_then(timestamp::parse_utc)
-                    .unwrap_or_else(chrono::Utc::now);
-                buf.extend_from_slice(&action_prefix(&self.index.for_time(time)));
-            }
-        }
-        buf.extend_from_slice(id::document_id(doc, line, number).as_bytes());
-        buf.extend_from_slice(b"\"}}\n");
+    /// The id of a document, and its time when asked for.
+    fn identify<D: Fields + ?Sized>(
+        &self,
+        doc: &D,
+        line: &[u8],
+        number: u64,
+    ) -> (DocId, Option<DateTime<Utc>>) {
+        let time = self.times.then(|| {
+            doc.str("@timestamp")
+                .as_deref()
+                .and_then(timestamp::parse_utc)
+                .unwrap_or_else(Utc::now)
+        });
+        (id::id_of(doc, line, number), time)
     }
-}
-
-/// `{"create":{"_index":"<index>","_id":"` (index names are validated: nothing in them needs
-/// JSON escaping).
-fn action_prefix(index: &str) -> Vec<u8> {
-    format!("{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"").into_bytes()
 }
 
 /// The event id as a number, as a number or a numeric string.
@@ -270,8 +258,6 @@ pub fn normalise(doc: &mut Map<String, Value>, now: &str, settings: &Settings) {
 /// A document the rules below write to: the general path's map, or a flat record
 /// ([`flat`]). The rules are written once, so both paths give the same documents.
 trait Document<'m>: Fields {
-    /// Whether the document has `key`.
-    fn has(&self, key: &str) -> bool;
     /// Sets `key` to a string: in place when the document has it, else after the others.
     fn set(&mut self, key: &'m str, value: Cow<'m, str>);
     /// Sets `MessageData`: names with their values, in order (one value is a string, more an
@@ -280,10 +266,6 @@ trait Document<'m>: Fields {
 }
 
 impl<'m> Document<'m> for Map<String, Value> {
-    fn has(&self, key: &str) -> bool {
-        self.contains_key(key)
-    }
-
     fn set(&mut self, key: &'m str, value: Cow<'m, str>) {
         self.insert(key.to_owned(), Value::String(value.into_owned()));
     }
@@ -375,7 +357,8 @@ fn message_data<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{read_lines, Flow};
+    use crate::chunk::Flow;
+    use crate::decode::read_lines;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -386,18 +369,14 @@ mod tests {
             text.as_bytes(),
             0,
             &origin,
-            crate::decode::StreamPos::default(),
+            crate::chunk::StreamPos::default(),
             &mut |c| {
                 chunks.push(c);
                 Flow::Continue
             },
         )
         .unwrap();
-        Encoder::new(
-            &IndexName::try_from("idx".to_owned()).unwrap(),
-            Settings::default(),
-        )
-        .encode(chunks.remove(0))
+        Encoder::new(Settings::default()).encode(chunks.remove(0))
     }
 
     fn doc(c: &EncodedChunk, i: usize) -> Map<String, Value> {
@@ -454,14 +433,5 @@ mod tests {
         assert!(c.rejected[0].reason.starts_with("invalid JSON"));
         assert_eq!(c.raw.lines[c.rejected[0].line].number, 2);
         assert!(c.rejected[1].reason.contains("array"));
-    }
-
-    #[test]
-    fn action_line_names_index_and_id() {
-        let c = encode("{\"Hostname\":\"h\",\"Channel\":\"c\",\"RecordNumber\":1}\n");
-        let lines = String::from_utf8(c.bulk_lines(0).to_vec()).unwrap();
-        let action: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
-        assert_eq!(action["create"]["_index"], "idx");
-        assert_eq!(action["create"]["_id"].as_str().unwrap().len(), 32);
     }
 }

@@ -81,10 +81,7 @@ pub fn choose<D: Fields + ?Sized>(
         .map_or_else(|| now.to_owned(), format)
 }
 
-/// The current time as RFC 3339 UTC with milliseconds.
-pub fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+pub use crate::common::now;
 
 #[cfg(test)]
 mod tests {

@@ -8,9 +8,12 @@
 //! undelivered are dead-lettered: never dropped. A whole request refused for good (401, 403, a
 //! malformed request) stops the run.
 
-use super::{error_chain, refused, EsClient, EsError};
-use crate::config::BulkSection;
+use super::retry::{self, Cause, SendError};
+use super::settings::BulkSettings;
+use super::{EsClient, EsError};
+use crate::ack::Outcome;
 use crate::sink::rate::RateLimits;
+use crate::sink::wire::Actions;
 use crate::sink::Accounting;
 use crate::transform::EncodedChunk;
 use bytes::Bytes;
@@ -42,6 +45,12 @@ impl Item {
     fn line(&self) -> usize {
         self.chunk.docs[self.doc].line
     }
+
+    fn resolve(&self, acct: &Accounting, outcome: Outcome, status: u16, error: Option<&Value>) {
+        acct.resolve(&self.chunk.raw, self.line(), outcome, || {
+            (status, error.cloned())
+        });
+    }
 }
 
 /// A `_bulk` request being filled: the body is written once, at its final size, and sent as it
@@ -61,9 +70,22 @@ impl Batch {
         }
     }
 
-    fn push(&mut self, chunk: &Arc<EncodedChunk>, doc: usize, lines: &[u8]) {
+    /// Appends the action line of document `doc` of `chunk`, then its document line.
+    fn push(&mut self, chunk: &Arc<EncodedChunk>, doc: usize, actions: &Actions, line: &[u8]) {
         let start = self.body.len();
-        self.body.extend_from_slice(lines);
+        actions.write(&chunk.docs[doc], &mut self.body);
+        self.body.extend_from_slice(line);
+        self.push_item(chunk, doc, start);
+    }
+
+    /// Appends an item's lines as they were sent before.
+    fn push_sent(&mut self, item: Item, previous: &[u8]) {
+        let start = self.body.len();
+        self.body.extend_from_slice(&previous[item.span.clone()]);
+        self.push_item(&item.chunk, item.doc, start);
+    }
+
+    fn push_item(&mut self, chunk: &Arc<EncodedChunk>, doc: usize, start: usize) {
         self.items.push(Item {
             chunk: chunk.clone(),
             doc,
@@ -89,8 +111,7 @@ fn retry_body(previous: &Bytes, items: Vec<Item>) -> (Bytes, Vec<Item>) {
         items: Vec::with_capacity(items.len()),
     };
     for item in items {
-        let lines = &previous[item.span.clone()];
-        batch.push(&item.chunk, item.doc, lines);
+        batch.push_sent(item, previous);
     }
     batch.freeze()
 }
@@ -110,60 +131,34 @@ struct ItemResult {
     error: Option<Value>,
 }
 
-/// Why a request or item is being retried.
+/// Items to send again, and why.
 #[derive(Debug)]
 struct Retry {
     items: Vec<Item>,
-    reason: String,
-    /// Short label of the cause, for metrics: `connection`, `response`, `request_503`,
-    /// `item_429`.
-    cause: String,
+    cause: Cause,
 }
 
 /// Sends documents to the engine in `_bulk` requests.
 #[derive(Debug)]
 pub struct BulkSink {
     client: EsClient,
-    settings: BulkSection,
+    settings: BulkSettings,
+    actions: Actions,
     /// `None`: retry without limit (tail mode).
     max_retries: Option<u32>,
     limits: RateLimits,
 }
 
-fn retryable(status: u16) -> bool {
-    status == 429 || status >= 500
-}
-
-/// Delay before retry number `attempt` (1-based): doubling from the initial delay up to the cap,
-/// with "equal jitter" (half fixed, half random) so that retries of many requests spread out.
-fn backoff(settings: &BulkSection, attempt: u32) -> Duration {
-    let initial = settings.initial_backoff_ms.get() as u64;
-    let cap = settings.max_backoff_ms.get() as u64;
-    let exp = initial.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
-    let ceiling = exp.min(cap);
-    let half = ceiling / 2;
-    Duration::from_millis(half + fastrand::u64(0..=half.max(1)))
-}
-
-fn item_reason(error: Option<&Value>, status: u16) -> String {
-    match error {
-        Some(e) => {
-            let kind = e["type"].as_str().unwrap_or("error");
-            let reason = e["reason"].as_str().unwrap_or_default();
-            let cause = e["caused_by"]["reason"].as_str();
-            match cause {
-                Some(c) => format!("{kind}: {reason} ({c})"),
-                None => format!("{kind}: {reason}"),
-            }
-        }
-        None => format!("HTTP {status}"),
-    }
-}
-
 impl BulkSink {
-    /// A sink over a connected client. With `retry_forever` (tail mode) retryable failures are
-    /// retried without limit; otherwise `max_retries` times, then dead-lettered.
-    pub fn new(client: EsClient, settings: BulkSection, retry_forever: bool) -> Self {
+    /// A sink over a connected client, writing `actions`. With `retry_forever` (tail mode)
+    /// retryable failures are retried without limit; otherwise `max_retries` times, then
+    /// dead-lettered.
+    pub fn new(
+        client: EsClient,
+        settings: BulkSettings,
+        actions: Actions,
+        retry_forever: bool,
+    ) -> Self {
         let limits = RateLimits::new(
             settings.max_events_per_second,
             settings
@@ -174,6 +169,7 @@ impl BulkSink {
             max_retries: (!retry_forever).then_some(settings.max_retries),
             client,
             settings,
+            actions,
             limits,
         }
     }
@@ -191,6 +187,7 @@ impl BulkSink {
             .limits
             .cap(me.settings.max_events.get(), me.settings.max_bytes.0);
         let flush_after = Duration::from_millis(me.settings.flush_interval_ms.get() as u64);
+        let action_bytes = me.actions.max_len();
         let mut batch = Batch::new(max_bytes, max_events);
         // A partial batch waits at most `flush_after` for more documents (tail mode latency).
         let mut deadline = tokio::time::Instant::now();
@@ -209,20 +206,16 @@ impl BulkSink {
             };
             let Ok(chunk) = received else { break };
             acct.reject_unparsable(&chunk);
-            if chunk.docs.is_empty() {
-                acct.outcome(&chunk, 0);
-                continue;
-            }
             // The encoded bytes leave the chunk: they are copied into request bodies below,
-            // and the chunk lives on (raw records, outcome counter) only for accounting.
+            // and the chunk lives on (raw records, acknowledgement) only for accounting.
             let mut chunk = chunk;
             let encoded = std::mem::take(&mut chunk.buf);
             let chunk = Arc::new(chunk);
             for doc in 0..chunk.docs.len() {
-                let lines = &encoded[chunk.docs[doc].bulk.clone()];
+                let line = &encoded[chunk.docs[doc].doc.clone()];
                 if !batch.is_empty()
                     && (batch.items.len() >= max_events
-                        || batch.body.len() + lines.len() > max_bytes)
+                        || batch.body.len() + action_bytes + line.len() > max_bytes)
                 {
                     let full = std::mem::replace(&mut batch, Batch::new(max_bytes, max_events));
                     me.dispatch(full, &permits, &mut tasks, &acct).await?;
@@ -230,7 +223,7 @@ impl BulkSink {
                 if batch.is_empty() {
                     deadline = tokio::time::Instant::now() + flush_after;
                 }
-                batch.push(&chunk, doc, lines);
+                batch.push(&chunk, doc, &me.actions, line);
             }
             drop(encoded);
             while let Some(done) = tasks.try_join_next() {
@@ -287,16 +280,16 @@ impl BulkSink {
             };
             attempt += 1;
             if let Some(limit) = self.max_retries.filter(|limit| attempt > *limit) {
-                let reason = format!("gave up after {limit} retries: {}", retry.reason);
+                let reason = format!("gave up after {limit} retries: {}", retry.cause);
                 tracing::error!("{} records: {reason}", retry.items.len());
                 for item in &retry.items {
-                    acct.dead_letter(&item.chunk, item.line(), &reason, None, None);
-                    acct.outcome(&item.chunk, 1);
+                    acct.dead_letter(&item.chunk.raw, item.line(), &reason, None, None);
                 }
                 return Ok(());
             }
-            acct.stats.retried(&retry.cause, retry.items.len() as u64);
-            let delay = backoff(&self.settings, attempt);
+            acct.stats
+                .retried(&retry.cause.label(), retry.items.len() as u64);
+            let delay = retry::backoff(&self.settings, attempt);
             let of = self
                 .max_retries
                 .map_or_else(|| "no limit".to_owned(), |m| m.to_string());
@@ -304,7 +297,7 @@ impl BulkSink {
                 "{} records to retry in {:.1} s (attempt {attempt} of {of}): {}",
                 retry.items.len(),
                 delay.as_secs_f64(),
-                retry.reason
+                retry.cause
             );
             tokio::time::sleep(delay).await;
             (body, items) = retry_body(&body, retry.items);
@@ -329,103 +322,39 @@ impl BulkSink {
                 stats.engine_failures.store(0, Relaxed);
                 a
             }
-            Err((reason, cause)) => {
-                if cause == "connection" {
+            Err(e) => {
+                let cause = Cause::Unanswered(e);
+                if cause.is_connection() {
                     stats.engine_failures.fetch_add(1, Relaxed);
                 }
-                return Ok(Some(Retry {
-                    items,
-                    reason,
-                    cause: cause.to_owned(),
-                }));
+                return Ok(Some(Retry { items, cause }));
             }
         };
-        if retryable(status) {
+        if retry::retryable(status) {
             return Ok(Some(Retry {
                 items,
-                reason: format!("HTTP {status} for the whole request"),
-                cause: format!("request_{status}"),
+                cause: Cause::Request(status),
             }));
         }
         if !(200..300).contains(&status) {
-            return Err(refused(
+            return Err(EsError::refused(
                 "_bulk request",
                 status,
                 &String::from_utf8_lossy(&text),
             ));
         }
         let parsed: BulkResponse = serde_json::from_slice(&text).map_err(|e| {
-            refused(
+            EsError::refused(
                 &format!("_bulk request (unreadable response: {e})"),
                 status,
                 &String::from_utf8_lossy(&text),
             )
         })?;
-        if parsed.items.len() != items.len() {
-            if !parsed.errors && parsed.items.is_empty() {
-                // Some proxies strip item details on success; only `errors: false` is known.
-                for item in &items {
-                    acct.stats
-                        .input(item.chunk.raw.input)
-                        .indexed
-                        .fetch_add(1, Relaxed);
-                }
-                return Ok(None);
-            }
-            return Err(refused(
-                &format!(
-                    "_bulk request ({} items sent, {} answered)",
-                    items.len(),
-                    parsed.items.len()
-                ),
-                status,
-                "",
-            ));
-        }
-        let mut again = Vec::new();
-        let mut last_reason = String::new();
-        let mut last_cause = String::new();
-        for (item, result) in items.into_iter().zip(parsed.items) {
-            let Some(result) = result.into_values().next() else {
-                continue;
-            };
-            let counters = acct.stats.input(item.chunk.raw.input);
-            match result.status {
-                200..=299 => {
-                    counters.indexed.fetch_add(1, Relaxed);
-                }
-                409 => {
-                    counters.duplicates.fetch_add(1, Relaxed);
-                }
-                s if retryable(s) => {
-                    last_reason = format!("item {}", item_reason(result.error.as_ref(), s));
-                    last_cause = format!("item_{s}");
-                    again.push(item);
-                    continue;
-                }
-                s => {
-                    let reason = item_reason(result.error.as_ref(), s);
-                    acct.dead_letter(
-                        &item.chunk,
-                        item.line(),
-                        &reason,
-                        Some(s),
-                        result.error.as_ref(),
-                    );
-                }
-            }
-            acct.outcome(&item.chunk, 1);
-        }
-        Ok((!again.is_empty()).then_some(Retry {
-            items: again,
-            reason: last_reason,
-            cause: last_cause,
-        }))
+        judge(items, parsed, status, acct)
     }
 
-    /// Sends one `_bulk` body; the answer's status and body, or why there is none and a cause
-    /// label (`connection`, `response`).
-    async fn request(&self, body: &Bytes) -> Result<(u16, Vec<u8>), (String, &'static str)> {
+    /// Sends one `_bulk` body; the answer's status and body, or why there is none.
+    async fn request(&self, body: &Bytes) -> Result<(u16, Vec<u8>), SendError> {
         let (node_index, node) = self.client.pick();
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -444,22 +373,68 @@ impl BulkSink {
                 None,
             )
             .await;
-        let response = sent.map_err(|e| {
+        let response = sent.map_err(|source| {
             self.client.failed(node_index);
-            (
-                format!("{}: {}", node.shown_url, error_chain(&e)),
-                "connection",
-            )
+            SendError::Connection {
+                node: node.shown_url.clone(),
+                source,
+            }
         })?;
         let status = response.status_code().as_u16();
-        let text = response.bytes().await.map_err(|e| {
-            (
-                format!("reading the response: {}", error_chain(&e)),
-                "response",
-            )
-        })?;
+        let text = response.bytes().await.map_err(SendError::Response)?;
         Ok((status, text.to_vec()))
     }
+}
+
+/// The outcome of every item of an answered request; returns the items to send again.
+fn judge(
+    items: Vec<Item>,
+    parsed: BulkResponse,
+    status: u16,
+    acct: &Accounting,
+) -> Result<Option<Retry>, EsError> {
+    if parsed.items.len() != items.len() {
+        if !parsed.errors && parsed.items.is_empty() {
+            // Some proxies strip item details on success; only `errors: false` is known.
+            for item in &items {
+                item.resolve(acct, Outcome::Indexed, 201, None);
+            }
+            return Ok(None);
+        }
+        return Err(EsError::refused(
+            &format!(
+                "_bulk request ({} items sent, {} answered)",
+                items.len(),
+                parsed.items.len()
+            ),
+            status,
+            "",
+        ));
+    }
+    let mut again = Vec::new();
+    let mut last = None;
+    for (item, result) in items.into_iter().zip(parsed.items) {
+        let Some(result) = result.into_values().next() else {
+            continue;
+        };
+        let error = result.error.as_ref();
+        match result.status {
+            s @ 200..=299 => item.resolve(acct, Outcome::Indexed, s, None),
+            409 => item.resolve(acct, Outcome::Duplicate, 409, error),
+            s if retry::retryable(s) => {
+                last = Some((s, retry::item_reason(error, s)));
+                again.push(item);
+            }
+            s => {
+                let reason = retry::item_reason(error, s);
+                acct.dead_letter(&item.chunk.raw, item.line(), &reason, Some(s), error);
+            }
+        }
+    }
+    Ok(last.map(|(status, reason)| Retry {
+        items: again,
+        cause: Cause::Items { status, reason },
+    }))
 }
 
 fn flatten(done: Result<Result<(), EsError>, tokio::task::JoinError>) -> Result<(), EsError> {
@@ -467,32 +442,5 @@ fn flatten(done: Result<Result<(), EsError>, tokio::task::JoinError>) -> Result<
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let s = BulkSection::default();
-        let first = backoff(&s, 1).as_millis();
-        assert!((100..=200).contains(&first), "{first}");
-        for attempt in 1..40 {
-            assert!(backoff(&s, attempt).as_millis() <= 30_000);
-        }
-        assert!(backoff(&s, 8).as_millis() >= 12_800);
-    }
-
-    #[test]
-    fn reasons_name_the_engine_error() {
-        let e = serde_json::json!({"type":"mapper_parsing_exception","reason":"failed to parse field [x]",
-            "caused_by":{"type":"x","reason":"For input string: \"abc\""}});
-        assert_eq!(
-            item_reason(Some(&e), 400),
-            "mapper_parsing_exception: failed to parse field [x] (For input string: \"abc\")"
-        );
-        assert_eq!(item_reason(None, 503), "HTTP 503");
     }
 }

@@ -1,9 +1,59 @@
 //! The composable index template evtship installs for its index, so that searches written
 //! against a Logstash-fed index (`Image.keyword`, ...) work unchanged.
 
-use crate::config::{IndexName, TemplateSection};
+use super::{EsClient, EsError, ServerInfo};
+use crate::common::IndexName;
 use crate::transform::dialect::INTEGER_FIELDS;
+use elasticsearch::indices::IndicesPutIndexTemplateParts;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::num::NonZeroUsize;
+
+/// How the index template is made (the `[template]` section): the composable template
+/// installed at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateSettings {
+    /// Install or update the template at start.
+    pub install: bool,
+    /// Template name; default `evtship-<index>`.
+    pub name: Option<String>,
+    /// Primary shards of the index.
+    pub shards: NonZeroUsize,
+    /// Replicas; the cluster default (1) when unset.
+    pub replicas: Option<usize>,
+    /// Strings longer than this are not indexed in the `.keyword` sub-field.
+    pub ignore_above: NonZeroUsize,
+    /// Elasticsearch ILM policy attached to the index (ignored, with a warning, on OpenSearch).
+    pub ilm_policy: Option<String>,
+    /// The index's field limit (`index.mapping.total_fields.limit`). Every string field counts
+    /// twice (text and `.keyword`): all of ../shared/datasets makes 956 fields.
+    pub total_fields_limit: NonZeroUsize,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        Self {
+            install: true,
+            name: None,
+            shards: NonZeroUsize::MIN,
+            replicas: None,
+            ignore_above: NonZeroUsize::new(1024).expect("non-zero"),
+            total_fields_limit: NonZeroUsize::new(2000).expect("non-zero"),
+            ilm_policy: None,
+        }
+    }
+}
+
+impl TemplateSettings {
+    /// The template's name for `index`: as set, else `evtship-<index>` (a dated index's
+    /// pattern without its `*`).
+    pub fn name_for(&self, index: &IndexName) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("evtship-{}", index.pattern().replace('*', "")))
+    }
+}
 
 /// Template priority: above the engine's built-in templates and most hand-made ones.
 pub const PRIORITY: u64 = 200;
@@ -70,7 +120,7 @@ pub struct Features {
 ///   date-looking string never fixes a field's type.
 /// - The ECS fields evtship adds (`ecs = true`) get their ECS types: keywords, `long` ports and
 ///   pids, `ip` addresses.
-pub fn body(index: &IndexName, t: &TemplateSection, features: Features) -> Value {
+pub fn body(index: &IndexName, t: &TemplateSettings, features: Features) -> Value {
     let Features {
         ecs,
         flavor,
@@ -134,7 +184,7 @@ pub fn body(index: &IndexName, t: &TemplateSection, features: Features) -> Value
 
 /// ECS types of the fields [`crate::transform::ecs`] adds. Only with `ecs = true`: ECS `host`
 /// is an object, where NXLog's `host` is a string.
-fn add_ecs(properties: &mut Map<String, Value>, string: &Value, t: &TemplateSection) {
+fn add_ecs(properties: &mut Map<String, Value>, string: &Value, t: &TemplateSettings) {
     let keyword = json!({ "type": "keyword", "ignore_above": t.ignore_above.get() });
     let long = json!({ "type": "long" });
     let ip = json!({ "type": "ip" });
@@ -207,13 +257,69 @@ fn object(fields: &[(&str, &Value)]) -> Value {
     json!({ "properties": props })
 }
 
+/// What the documents need of the template beyond its settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// ECS field mappings.
+    pub ecs: bool,
+    /// Declare a data stream.
+    pub data_stream: bool,
+}
+
+/// Installs or updates the template for `index`, for the server `info` describes; returns its
+/// name.
+pub async fn install(
+    client: &EsClient,
+    index: &IndexName,
+    t: &TemplateSettings,
+    wanted: Wanted,
+    info: &ServerInfo,
+) -> Result<String, EsError> {
+    let name = t.name_for(index);
+    let flavor = Flavor::of(&info.distribution, &info.version);
+    if t.ilm_policy.is_some() && flavor != Flavor::Elasticsearch {
+        tracing::warn!(
+            "ILM is an Elasticsearch feature: ilm_policy is not applied on {} (use an ISM policy there)",
+            info.distribution
+        );
+    }
+    let features = Features {
+        ecs: wanted.ecs,
+        flavor,
+        data_stream: wanted.data_stream,
+    };
+    let body = body(index, t, features);
+    let (_, node) = client.pick();
+    let response = node
+        .client
+        .indices()
+        .put_index_template(IndicesPutIndexTemplateParts::Name(&name))
+        .body(body)
+        .send()
+        .await
+        .map_err(|source| EsError::Unreachable {
+            url: node.shown_url.clone(),
+            source,
+        })?;
+    let status = response.status_code().as_u16();
+    if !(200..300).contains(&status) {
+        let body = response.text().await.unwrap_or_default();
+        return Err(EsError::refused(
+            &format!("installing index template {name}"),
+            status,
+            &body,
+        ));
+    }
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn matches_the_index_and_maps_keywords() {
-        let t = TemplateSection {
+        let t = TemplateSettings {
             replicas: Some(0),
             ..Default::default()
         };

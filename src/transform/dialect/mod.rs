@@ -34,6 +34,9 @@
 //!    as `0x` and 16 hex digits in every dialect (NXLog writes it as a signed decimal); a numeric
 //!    `Opcode` (`.evtx`) is `OpcodeValue`, as in NXLog, whose `Opcode` is the name.
 
+pub mod evtx;
+
+use super::fields::Fields;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -54,8 +57,20 @@ pub enum Dialect {
     Azure,
 }
 
-/// Integer envelope fields, the same type in every dialect.
-pub const INTEGER_FIELDS: &[&str] = &[
+/// Defines the integer envelope fields once, as a list and as the `match` the hot path uses.
+macro_rules! integer_fields {
+    ($($name:literal),* $(,)?) => {
+        /// Integer envelope fields, the same type in every dialect.
+        pub const INTEGER_FIELDS: &[&str] = &[$($name),*];
+
+        /// Whether `key` is one of [`INTEGER_FIELDS`] (a `match`, for the hot path).
+        pub fn is_integer_field(key: &str) -> bool {
+            matches!(key, $($name)|*)
+        }
+    };
+}
+
+integer_fields!(
     "EventID",
     "RecordNumber",
     "ExecutionProcessID",
@@ -65,32 +80,63 @@ pub const INTEGER_FIELDS: &[&str] = &[
     "Version",
     "OpcodeValue",
     "SeverityValue",
-];
+);
 
-/// Whether `key` is one of [`INTEGER_FIELDS`] (a `match`, for the hot path).
-pub fn is_integer_field(key: &str) -> bool {
-    matches!(
-        key,
-        "EventID"
-            | "RecordNumber"
-            | "ExecutionProcessID"
-            | "ThreadID"
-            | "Task"
-            | "Level"
-            | "Version"
-            | "OpcodeValue"
-            | "SeverityValue"
-    )
+/// What the rules do with a top-level field of a flat record, by its key: the one statement
+/// that both the general path ([`normalise`]) and the fast path (`transform::flat`) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldRule {
+    /// Kept as it is (NXLog's XML entities in strings decoded).
+    Plain,
+    /// The rendered text: never unescaped; the Message rules read it.
+    Message,
+    /// The 64-bit keyword mask: `0x` and 16 hex digits in every dialect.
+    Keywords,
+    /// An envelope integer ([`INTEGER_FIELDS`]): a numeric string becomes the integer,
+    /// anything else moves to `<key>Text`.
+    Integer,
+    /// A numeric `Opcode` (`.evtx`) is NXLog's `OpcodeValue`; NXLog's `Opcode` is its name.
+    Opcode,
+}
+
+/// The rule of the field `key`.
+pub fn rule(key: &str) -> FieldRule {
+    match key {
+        "Message" => FieldRule::Message,
+        "Keywords" => FieldRule::Keywords,
+        "Opcode" => FieldRule::Opcode,
+        k if is_integer_field(k) => FieldRule::Integer,
+        _ => FieldRule::Plain,
+    }
+}
+
+impl Dialect {
+    /// The dialect of `doc`: this one, or the detected one when this is `Auto`.
+    pub fn of<D: Fields + ?Sized>(self, doc: &D) -> Dialect {
+        match self {
+            Dialect::Auto => detect(doc),
+            other => other,
+        }
+    }
+
+    /// Whether records of this dialect are flat already: only the field rules ([`rule`])
+    /// apply to them, not a reshaping (the fast path takes only these).
+    pub fn is_flat(self) -> bool {
+        matches!(self, Dialect::Nxlog | Dialect::Powershell)
+    }
+
+    /// Whether XML entities left in string values are decoded (NXLog's exports hold them).
+    pub fn decodes_entities(self) -> bool {
+        self == Dialect::Nxlog
+    }
 }
 
 /// Finds the dialect of one record.
-pub fn detect(doc: &Map<String, Value>) -> Dialect {
-    let has = |k: &str| doc.contains_key(k);
+pub fn detect<D: Fields + ?Sized>(doc: &D) -> Dialect {
+    let has = |k: &str| doc.has(k);
     if has("event_data") || (has("log_name") && has("computer_name")) {
         Dialect::Winlogbeat
-    } else if matches!(doc.get("EventData"), Some(Value::String(_)))
-        && (has("TimeGenerated") || has("TenantId"))
-    {
+    } else if doc.str("EventData").is_some() && (has("TimeGenerated") || has("TenantId")) {
         Dialect::Azure
     } else if has("SourceModuleType") || has("EventReceivedTime") || has("RecordNumber") {
         Dialect::Nxlog
@@ -103,15 +149,14 @@ pub fn detect(doc: &Map<String, Value>) -> Dialect {
 
 /// Brings one record to the flat shape (rules in this module's documentation).
 pub fn normalise(doc: &mut Map<String, Value>, forced: Dialect) {
-    let dialect = match forced {
-        Dialect::Auto => detect(doc),
-        other => other,
-    };
+    let dialect = forced.of(doc);
     match dialect {
         Dialect::Winlogbeat => winlogbeat(doc),
         Dialect::Azure => azure(doc),
-        Dialect::Nxlog => unescape_values(doc),
-        Dialect::Powershell | Dialect::Auto => {}
+        Dialect::Nxlog | Dialect::Powershell | Dialect::Auto => {}
+    }
+    if dialect.decodes_entities() {
+        unescape_values(doc);
     }
     flatten_objects(doc);
     canonical_types(doc);
@@ -200,7 +245,7 @@ fn azure(doc: &mut Map<String, Value>) {
 
 fn unescape_values(doc: &mut Map<String, Value>) {
     for (k, v) in doc.iter_mut() {
-        if k == "Message" {
+        if rule(k) == FieldRule::Message {
             continue;
         }
         if let Value::String(s) = v {

@@ -1,5 +1,6 @@
-//! `.evtx` files: each record becomes a flat document shaped like the NXLog exports, so that the
-//! same searches work on both.
+//! The `.evtx` dialect: the `evtx` crate's JSON rendering of a record (`Event.System`,
+//! `EventData`, `UserData`, `RenderingInfo`) as a flat document shaped like the NXLog exports,
+//! so that the same searches work on both.
 //!
 //! From `System`: `EventID`, `Channel`, `Hostname` (from `Computer`), `RecordNumber` (from
 //! `EventRecordID`), `SourceName` and `ProviderGuid` (from `Provider`), `Version`, `Level`,
@@ -10,105 +11,10 @@
 //! when the event has none of its own. Unnamed data items become the array `Data`. `UserData`
 //! is flattened: the children of its element become fields, deeper levels joined with `_`.
 //! A forwarded event's rendered `Message` (`RenderingInfo`) is kept.
-//!
-//! Records are numbered by their position in the file (1-based); damaged chunks are skipped with
-//! an error naming the file and chunk, and counted in the summary.
 
-use super::StreamContext;
-use crate::decode::{Flow, RawChunk};
+use super::insert_new;
 use chrono::{DateTime, SecondsFormat, Utc};
-use evtx::err::{ChunkError, DeserializationError, EvtxError};
-use evtx::{EvtxParser, ParserSettings};
 use serde_json::{Map, Value};
-use std::path::Path;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-
-/// Reads every record of an `.evtx` file, parsing chunks on `threads` threads.
-pub(crate) fn read_evtx(
-    path: &Path,
-    label: &Arc<str>,
-    ctx: &StreamContext<'_>,
-    threads: usize,
-    emit: &mut dyn FnMut(RawChunk) -> Flow,
-) -> Flow {
-    let parser = match EvtxParser::from_path(path) {
-        Ok(p) => p,
-        Err(e) => {
-            ctx.error(&format!(
-                "{label}: not a readable .evtx file: {}",
-                chain(&e)
-            ));
-            return Flow::Continue;
-        }
-    };
-    let settings = ParserSettings::new().num_threads(threads).indent(false);
-    let mut parser = parser.with_configuration(settings);
-    let mut chunk = RawChunk::new(ctx.input, label);
-    let mut ordinal = 0u64;
-    for record in parser.records_json_value() {
-        match record {
-            Ok(r) => {
-                ordinal += 1;
-                let doc = flatten(r.data);
-                chunk.push_record(ordinal, |buf| {
-                    sonic_rs::to_writer(buf, &doc).expect("a JSON map serialises");
-                });
-                if chunk.is_full() {
-                    let full = std::mem::replace(&mut chunk, RawChunk::new(ctx.input, label));
-                    if ctx.hand_over(full, emit) == Flow::Stop {
-                        return Flow::Stop;
-                    }
-                }
-            }
-            Err(e) => report(label, ctx, &e),
-        }
-    }
-    if let Ok(meta) = std::fs::metadata(path) {
-        ctx.counters.bytes.fetch_add(meta.len(), Relaxed);
-        ctx.counters.position.store(meta.len(), Relaxed);
-    }
-    if !chunk.lines.is_empty() {
-        return ctx.hand_over(chunk, emit);
-    }
-    Flow::Continue
-}
-
-fn report(label: &str, ctx: &StreamContext<'_>, e: &EvtxError) {
-    match e {
-        EvtxError::FailedToParseChunk { chunk_id, source } => {
-            if let ChunkError::FailedToParseChunkHeader(
-                DeserializationError::InvalidEvtxChunkMagic { magic },
-            ) = source.as_ref()
-            {
-                if magic.iter().all(|b| *b == 0) {
-                    // Never-used space at the end of the file: no records lost.
-                    tracing::debug!("{label}: chunk {chunk_id} is empty");
-                    return;
-                }
-            }
-            ctx.error(&format!(
-                "{label}: chunk {chunk_id} is damaged ({}); its records are skipped",
-                chain(e)
-            ));
-        }
-        other => ctx.error(&format!(
-            "{label}: a record could not be read ({}); skipped",
-            chain(other)
-        )),
-    }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 fn attr<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     v.get("#attributes")?.get(name)
@@ -141,19 +47,33 @@ fn plain(v: &Value) -> Option<Value> {
     }
 }
 
-fn insert_new(doc: &mut Map<String, Value>, key: &str, value: Value) {
-    if doc.contains_key(key) {
-        doc.insert(format!("EventData_{key}"), value);
-    } else {
-        doc.insert(key.to_owned(), value);
-    }
-}
-
 /// Turns the crate's JSON rendering of a record into a flat NXLog-shaped document.
 pub fn flatten(record: Value) -> Map<String, Value> {
     let mut doc = Map::new();
     let event = record.get("Event").unwrap_or(&record);
-    let system = &event["System"];
+    let created = system_fields(&mut doc, &event["System"]);
+    if let Some(message) = event["RenderingInfo"]["Message"].as_str() {
+        doc.insert("Message".into(), message.into());
+    }
+    event_data(&mut doc, &event["EventData"]);
+    if let Value::Object(user_data) = &event["UserData"] {
+        for (_, element) in user_data.iter().filter(|(k, _)| *k != "#attributes") {
+            flatten_user_data(&mut doc, "", element);
+        }
+    }
+    if !doc.contains_key("UtcTime") {
+        if let Some(t) = created {
+            doc.insert(
+                "UtcTime".into(),
+                t.format("%Y-%m-%d %H:%M:%S%.3f").to_string().into(),
+            );
+        }
+    }
+    doc
+}
+
+/// The `System` fields under their NXLog names; returns when the record was created.
+fn system_fields(doc: &mut Map<String, Value>, system: &Value) -> Option<DateTime<Utc>> {
     let mut put = |key: &str, v: Option<Value>| {
         if let Some(v) = v {
             doc.insert(key.to_owned(), v);
@@ -178,91 +98,70 @@ pub fn flatten(record: Value) -> Map<String, Value> {
     };
     put(opcode_key, opcode);
     put("Keywords", plain(&system["Keywords"]));
-    put(
-        "ExecutionProcessID",
-        attr(&system["Execution"], "ProcessID").cloned(),
-    );
-    put("ThreadID", attr(&system["Execution"], "ThreadID").cloned());
+    let execution = &system["Execution"];
+    put("ExecutionProcessID", attr(execution, "ProcessID").cloned());
+    put("ThreadID", attr(execution, "ThreadID").cloned());
     put("UserID", attr(&system["Security"], "UserID").cloned());
-    put(
-        "ActivityID",
-        attr(&system["Correlation"], "ActivityID").cloned(),
-    );
+    let correlation = &system["Correlation"];
+    put("ActivityID", attr(correlation, "ActivityID").cloned());
     put(
         "RelatedActivityID",
-        attr(&system["Correlation"], "RelatedActivityID").cloned(),
+        attr(correlation, "RelatedActivityID").cloned(),
     );
-    let created = attr(&system["TimeCreated"], "SystemTime")
+    let time = attr(&system["TimeCreated"], "SystemTime");
+    let created = time
         .and_then(Value::as_str)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc));
     if let Some(t) = created {
-        put(
-            "TimeCreated",
-            attr(&system["TimeCreated"], "SystemTime").cloned(),
-        );
+        put("TimeCreated", time.cloned());
         put(
             "@timestamp",
             Some(t.to_rfc3339_opts(SecondsFormat::Millis, true).into()),
         );
     }
-    if let Some(message) = event["RenderingInfo"]["Message"].as_str() {
-        doc.insert("Message".into(), message.into());
-    }
+    created
+}
 
-    match &event["EventData"] {
-        Value::Object(data) => {
-            let mut unnamed = Vec::new();
-            for (key, value) in data {
-                match key.as_str() {
-                    "#attributes" => {}
-                    "Data" => match value {
-                        Value::Array(items) => unnamed.extend(items.iter().filter_map(as_text)),
-                        Value::Object(o) => match o.get("#text") {
-                            Some(Value::Array(items)) => {
-                                unnamed.extend(items.iter().filter_map(as_text))
-                            }
-                            Some(other) => unnamed.extend(as_text(other)),
-                            None => {}
-                        },
-                        other => unnamed.extend(as_text(other)),
-                    },
-                    _ => {
-                        if let Some(text) = as_text(value) {
-                            insert_new(&mut doc, key, text.into());
-                        }
-                    }
-                }
-            }
-            if !unnamed.is_empty() {
-                insert_new(
-                    &mut doc,
-                    "Data",
-                    Value::Array(unnamed.into_iter().map(Value::String).collect()),
-                );
-            }
-        }
-        Value::Null => {}
+/// Named `EventData/Data` items as string fields; unnamed ones as the array `Data`.
+fn event_data(doc: &mut Map<String, Value>, data: &Value) {
+    let data = match data {
+        Value::Object(data) => data,
+        Value::Null => return,
         other => {
             if let Some(text) = as_text(other) {
-                insert_new(&mut doc, "Data", text.into());
+                insert_new(doc, "Data", text.into());
+            }
+            return;
+        }
+    };
+    let mut unnamed = Vec::new();
+    for (key, value) in data {
+        match key.as_str() {
+            "#attributes" => {}
+            "Data" => match value {
+                Value::Array(items) => unnamed.extend(items.iter().filter_map(as_text)),
+                Value::Object(o) => match o.get("#text") {
+                    Some(Value::Array(items)) => unnamed.extend(items.iter().filter_map(as_text)),
+                    Some(other) => unnamed.extend(as_text(other)),
+                    None => {}
+                },
+                other => unnamed.extend(as_text(other)),
+            },
+            _ => {
+                if let Some(text) = as_text(value) {
+                    insert_new(doc, key, text.into());
+                }
             }
         }
     }
-    if let Value::Object(user_data) = &event["UserData"] {
-        for (_, element) in user_data.iter().filter(|(k, _)| *k != "#attributes") {
-            flatten_user_data(&mut doc, "", element);
-        }
+    if !unnamed.is_empty() {
+        insert_new(
+            doc,
+            "Data",
+            Value::Array(unnamed.into_iter().map(Value::String).collect()),
+        );
     }
-    if !doc.contains_key("UtcTime") {
-        if let Some(t) = created {
-            doc.insert(
-                "UtcTime".into(),
-                t.format("%Y-%m-%d %H:%M:%S%.3f").to_string().into(),
-            );
-        }
-    }
-    doc
 }
 
 fn flatten_user_data(doc: &mut Map<String, Value>, prefix: &str, element: &Value) {

@@ -1,0 +1,127 @@
+//! The unit that flows from a source to the sink: a chunk of consecutive records of one stream,
+//! with where it came from and the acknowledgement token its source gave it.
+
+use crate::ack::Ack;
+use crate::common::InputId;
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Gather this many bytes of lines into one chunk.
+pub const CHUNK_BYTES: usize = 256 << 10;
+/// Gather at most this many lines into one chunk.
+pub const CHUNK_LINES: usize = 4096;
+
+/// One line of input: its number in its stream (1-based) and its bytes in the chunk buffer,
+/// line end removed.
+#[derive(Debug, Clone)]
+pub struct RawLine {
+    /// Line number within its stream (file or archive member), counting blank lines.
+    pub number: u64,
+    /// Position of the line's bytes in [`RawChunk::buf`].
+    pub range: Range<usize>,
+}
+
+/// A position in a stream: lines and bytes consumed so far (blank lines included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamPos {
+    /// Lines consumed; the next line is `line + 1`.
+    pub line: u64,
+    /// Bytes consumed.
+    pub offset: u64,
+}
+
+/// Consecutive records of one stream.
+#[derive(Debug)]
+pub struct RawChunk {
+    /// Which input they came from.
+    pub input: InputId,
+    /// The stream's name: a file path, or `archive!member`.
+    pub origin: Arc<str>,
+    /// The records' bytes.
+    pub buf: Vec<u8>,
+    /// The records.
+    pub lines: Vec<RawLine>,
+    /// Where the stream stands after this chunk.
+    pub end: StreamPos,
+    /// Position among all chunks the run read, in reading order (file outputs keep it).
+    pub order: u64,
+    /// What the source does once every record has an outcome (given at hand-over).
+    pub ack: Ack,
+}
+
+impl RawChunk {
+    /// An empty chunk for records of `origin`.
+    pub fn new(input: InputId, origin: &Arc<str>) -> Self {
+        Self {
+            input,
+            origin: origin.clone(),
+            buf: Vec::with_capacity(CHUNK_BYTES + 16 * 1024),
+            lines: Vec::with_capacity(256),
+            end: StreamPos::default(),
+            order: 0,
+            ack: Ack::default(),
+        }
+    }
+
+    /// Appends one record given as a whole (not read from lines), numbered `number`.
+    pub fn push_record(&mut self, number: u64, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        write(&mut self.buf);
+        self.lines.push(RawLine {
+            number,
+            range: start..self.buf.len(),
+        });
+    }
+
+    /// Whether the chunk is big enough to hand over.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= CHUNK_BYTES || self.lines.len() >= CHUNK_LINES
+    }
+
+    /// The bytes of line `i` of this chunk.
+    pub fn line(&self, i: usize) -> &[u8] {
+        &self.buf[self.lines[i].range.clone()]
+    }
+}
+
+/// A read error inside a stream, with the position reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: line {line}: {source}")]
+pub struct StreamError {
+    /// The stream.
+    pub origin: Arc<str>,
+    /// The line that could not be read completely.
+    pub line: u64,
+    /// The cause.
+    pub source: io::Error,
+}
+
+/// Whether the consumer wants more chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on reading.
+    Continue,
+    /// Stop: the pipeline is shutting down.
+    Stop,
+}
+
+/// What one stream gave.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamTotals {
+    /// Non-empty lines.
+    pub records: u64,
+    /// Bytes read, line ends included.
+    pub bytes: u64,
+    /// Where the stream ended.
+    pub end: StreamPos,
+}
+
+/// Something wrong in a stream, reported by whoever reads it to the source, which counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamProblem {
+    /// Part of the input could not be read: records were lost (an input error).
+    Lost(String),
+    /// Nothing was lost (a warning).
+    Harmless(String),
+}

@@ -1,0 +1,34 @@
+//! `evtship check`: validates a pipeline without sending anything.
+
+use super::Exit;
+use evtship::config::Pipeline;
+use std::path::Path;
+
+/// Reports what a valid pipeline would read; inputs not there yet are warnings, not errors.
+pub fn run(path: &Path, p: &Pipeline) -> Exit {
+    let mut files = 0;
+    for pattern in &p.inputs {
+        match evtship::source::resolve(std::slice::from_ref(pattern)) {
+            Ok((found, unmatched)) => {
+                files += found.len();
+                for u in unmatched {
+                    eprintln!("warning: input `{u}` matches no file yet");
+                }
+            }
+            Err(evtship::source::ResolveError::Missing(m)) => {
+                eprintln!("warning: input `{m}` does not exist yet");
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return Exit::Usage;
+            }
+        }
+    }
+    println!(
+        "{}: valid; {files} input file(s) found; output {}; template {}",
+        path.display(),
+        p.output_for_display(),
+        p.template_name()
+    );
+    Exit::Delivered
+}

@@ -1,0 +1,227 @@
+//! Merging a pipeline file with the command line and the environment, in steps: what to read,
+//! where to send, the connection (with secrets read from files), then the checks only the
+//! merged whole can make.
+
+use super::file::ElasticsearchSection;
+use super::{
+    ConfigError, IndexName, Mode, OutputTarget, Overrides, Pipeline, PipelineFile,
+    DEFAULT_DEAD_LETTER, DEFAULT_INDEX, DEFAULT_URL,
+};
+use crate::sink::elasticsearch::EsSettings;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Per-request timeout when none is set.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Pipeline {
+    /// Merges a pipeline file (or none) with command-line overrides and checks the result.
+    pub fn resolve(file: Option<PipelineFile>, ov: Overrides) -> Result<Self, ConfigError> {
+        let file = file.unwrap_or_default();
+        let inputs = if ov.inputs.is_empty() {
+            file.inputs
+        } else {
+            ov.inputs.clone()
+        };
+        if inputs.is_empty() && !ov.no_inputs_needed {
+            return Err(ConfigError::Invalid {
+                field: "inputs",
+                message: "no inputs: list them in the pipeline file or pass --input".into(),
+            });
+        }
+        let output = match &ov.output {
+            Some(text) => text.parse().map_err(|message| ConfigError::Invalid {
+                field: "--output",
+                message,
+            })?,
+            None => file.output.unwrap_or(OutputTarget::Elasticsearch),
+        };
+        let index = index_of(&ov, &file.elasticsearch)?;
+        let mut es = merge_connection(file.elasticsearch, &ov)?;
+        read_secret_files(&mut es)?;
+        check_connection(&es, &index)?;
+        let transform = crate::transform::Settings {
+            dialect: file.transform.dialect,
+            timestamp: file.transform.timestamp,
+            timezone: file.transform.timezone.map(|z| z.0),
+            ecs: file.transform.ecs,
+        };
+        Ok(Self {
+            shard: ov.shard,
+            transform,
+            mode: if ov.tail { Mode::Tail } else { file.mode },
+            cache_dir: ov
+                .cache_dir
+                .or(file.cache_dir)
+                .unwrap_or_else(crate::source::url::default_cache_dir),
+            checkpoint_dir: ov
+                .checkpoint_dir
+                .or(file.checkpoint_dir)
+                .unwrap_or_else(crate::checkpoint::default_dir),
+            name: file.name.unwrap_or_else(|| "evtship".into()),
+            inputs,
+            output,
+            data_stream: es.data_stream == Some(true),
+            es: settings_of(es),
+            index,
+            template: file.template,
+            bulk: file.bulk,
+            dead_letter: ov
+                .dead_letter
+                .or(file.dead_letter.path)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER)),
+        })
+    }
+}
+
+/// The target index: `--index`, the file's, or the default.
+fn index_of(ov: &Overrides, es: &ElasticsearchSection) -> Result<IndexName, ConfigError> {
+    match &ov.index {
+        Some(name) => IndexName::try_from(name.clone()).map_err(|message| ConfigError::Invalid {
+            field: "--index",
+            message,
+        }),
+        None => Ok(es
+            .index
+            .clone()
+            .unwrap_or_else(|| IndexName::try_from(DEFAULT_INDEX.to_owned()).expect("valid"))),
+    }
+}
+
+/// The file's `[elasticsearch]` section with the command line and environment over it.
+fn merge_connection(
+    mut es: ElasticsearchSection,
+    ov: &Overrides,
+) -> Result<ElasticsearchSection, ConfigError> {
+    if let Some(url) = &ov.es_url {
+        es.url = Some(url.clone());
+        es.urls = None;
+    }
+    for (slot, value) in [
+        (&mut es.user, &ov.user),
+        (&mut es.password, &ov.password),
+        (&mut es.api_key, &ov.api_key),
+        (&mut es.cloud_id, &ov.cloud_id),
+    ] {
+        if value.is_some() {
+            slot.clone_from(value);
+        }
+    }
+    if es.url.is_some() && es.urls.is_some() {
+        return Err(invalid(
+            "elasticsearch.urls",
+            "set either url or urls, not both",
+        ));
+    }
+    for url in urls_of(&es) {
+        validate_url(&url)?;
+    }
+    Ok(es)
+}
+
+/// Every node URL configured (`urls`, or `url` split at commas), or the local default.
+fn urls_of(es: &ElasticsearchSection) -> Vec<String> {
+    match &es.urls {
+        Some(list) if !list.is_empty() => list.clone(),
+        _ => es
+            .url
+            .as_deref()
+            .unwrap_or(DEFAULT_URL)
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .collect(),
+    }
+}
+
+/// `password_file` and `api_key_file`: the secret is the file's first line.
+fn read_secret_files(es: &mut ElasticsearchSection) -> Result<(), ConfigError> {
+    for (slot, file, field) in [
+        (
+            &mut es.password,
+            es.password_file.clone(),
+            "elasticsearch.password_file",
+        ),
+        (
+            &mut es.api_key,
+            es.api_key_file.clone(),
+            "elasticsearch.api_key_file",
+        ),
+    ] {
+        if let (None, Some(file)) = (&slot, file) {
+            let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+                field,
+                message: format!("cannot read {}: {e}", file.display()),
+            })?;
+            *slot = Some(text.lines().next().unwrap_or_default().trim().to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// What only the merged connection settings can show.
+fn check_connection(es: &ElasticsearchSection, index: &IndexName) -> Result<(), ConfigError> {
+    if es.tls.client_cert.is_some() != es.tls.client_key.is_some() {
+        return Err(invalid(
+            "elasticsearch.tls.client_cert",
+            "a client certificate needs its key (client_cert and client_key)",
+        ));
+    }
+    if es.api_key.is_some() && (es.user.is_some() || es.password.is_some()) {
+        return Err(invalid(
+            "elasticsearch.api_key",
+            "set either an API key or a user and password, not both",
+        ));
+    }
+    if es.password.is_some() && es.user.is_none() {
+        return Err(invalid(
+            "elasticsearch.password",
+            "a password needs a user (elasticsearch.user or ES_USER)",
+        ));
+    }
+    if es.data_stream == Some(true) && index.is_dated() {
+        return Err(invalid(
+            "elasticsearch.data_stream",
+            "a data stream has one name: drop the %{+date} pattern",
+        ));
+    }
+    Ok(())
+}
+
+/// The sink's settings from the merged section.
+fn settings_of(es: ElasticsearchSection) -> EsSettings {
+    EsSettings {
+        urls: urls_of(&es),
+        cloud_id: es.cloud_id,
+        user: es.user,
+        password: es.password,
+        api_key: es.api_key,
+        bearer_token: es.bearer_token,
+        timeout: es
+            .timeout_seconds
+            .map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t.get() as u64)),
+        tls: es.tls,
+    }
+}
+
+fn invalid(field: &'static str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.to_owned(),
+    }
+}
+
+fn validate_url(url: &str) -> Result<(), ConfigError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            field: "elasticsearch.url",
+            message: format!(
+                "`{}` is not an http:// or https:// URL",
+                crate::redact::url(url)
+            ),
+        })
+    }
+}

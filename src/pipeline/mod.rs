@@ -1,0 +1,237 @@
+//! Wiring: readers, parsing workers and the sink, joined by bounded channels.
+//!
+//! ```text
+//! reader thread ──RawChunk──▶ N worker threads ──EncodedChunk──▶ sink (async, K requests in flight)
+//!   (source + decode)              (transform)                     (engine or file)
+//!        ▲                                                                 │
+//!        └──────── each chunk's Ack settles its source (checkpoints) ◀────┘
+//! ```
+//! Every channel is bounded, so a slow engine slows the readers and memory stays flat.
+//! A run is [`build`] (inputs, sink, checkpoints), [`spawn`] (threads and tasks), then
+//! [`finish`] (waiting, teardown, summary).
+
+mod report;
+mod sinks;
+mod workers;
+
+pub use report::{Exit, Report, RunError};
+
+use crate::checkpoint::Checkpoints;
+use crate::config::{Mode, OutputTarget, Pipeline};
+use crate::exporter::{Exporter, QueueProbe};
+use crate::metrics::Stats;
+use crate::sink::dlq::DeadLetter;
+use crate::sink::Accounting;
+use crate::source::{self, InputFile};
+use sinks::Sink;
+use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often checkpoints are written while a run goes on.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Options that do not belong in a pipeline file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Set to stop reading; what was read is still delivered and checkpointed.
+    pub stop: Arc<AtomicBool>,
+    /// Show a progress line on a terminal.
+    pub progress: bool,
+    /// Ignore stored positions and read every input from its start.
+    pub from_start: bool,
+    /// Keep checkpoints (the default for deliveries to the engine).
+    pub checkpoints: bool,
+    /// Serve Prometheus metrics and health on this address while the run goes on.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl RunOptions {
+    /// Options for a run from the command line: checkpoints kept, no progress line.
+    pub fn new() -> Self {
+        Self {
+            checkpoints: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a run needs before anything is read.
+struct Built {
+    inputs: Vec<InputFile>,
+    sink: Sink,
+    checkpoints: Option<Arc<Checkpoints>>,
+    acct: Arc<Accounting>,
+}
+
+/// A run under way: its threads and tasks.
+struct Running {
+    acct: Arc<Accounting>,
+    checkpoints: Option<Arc<Checkpoints>>,
+    workers: workers::Workers,
+    sink: tokio::task::JoinHandle<Result<(), RunError>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    progress: Option<crate::progress::ProgressTask>,
+}
+
+/// Runs a pipeline to the end of its inputs (or, tailing, until stopped).
+///
+/// Errors before anything is read (bad inputs, unreachable engine) are returned as `Err`;
+/// once reading started, a report with the summary is always returned.
+pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
+    let built = build(p, &opts).await?;
+    let running = spawn(p, &opts, built).await?;
+    Ok(finish(p, running).await)
+}
+
+/// Resolves the inputs, connects the sink and opens the checkpoints.
+async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
+    // In tail mode inputs are found while following (they may not exist yet).
+    let inputs = if p.mode == Mode::Tail {
+        Vec::new()
+    } else {
+        let (inputs, unmatched) = source::resolve(&p.inputs)?;
+        for pattern in &unmatched {
+            tracing::warn!("input `{pattern}` matched no file");
+        }
+        if inputs.is_empty() {
+            return Err(RunError::NothingToRead(p.inputs.join(", ")));
+        }
+        inputs
+    };
+    let sink = sinks::connect(p).await?;
+    // Positions are kept for deliveries to the engine; a file output is written anew each run.
+    let checkpoints = match p.output {
+        OutputTarget::Elasticsearch if opts.checkpoints => {
+            // Each share of a split backfill keeps its own positions.
+            let name = match p.shard {
+                Some(s) => format!("{}#{s}", p.name),
+                None => p.name.clone(),
+            };
+            Some(Arc::new(Checkpoints::open(
+                &p.checkpoint_dir,
+                &name,
+                p.index.as_str(),
+            )?))
+        }
+        _ => None,
+    };
+    let stats = Stats::new(inputs.iter().map(InputFile::label).collect());
+    for input in &inputs {
+        if let source::Location::Path(path) = &input.location {
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            stats
+                .input(input.id)
+                .size
+                .store(size, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let acct = Arc::new(Accounting {
+        stats,
+        dlq: DeadLetter::new(&p.dead_letter),
+    });
+    Ok(Built {
+        inputs,
+        sink,
+        checkpoints,
+        acct,
+    })
+}
+
+/// Starts the exporter, the reader and parsing threads, the sink, progress and the
+/// checkpoint saver.
+async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running, RunError> {
+    let Built {
+        inputs,
+        sink,
+        checkpoints,
+        acct,
+    } = built;
+    let (workers, enc_rx) = workers::start(p, opts, inputs, &acct, checkpoints.clone());
+    let mut background = Vec::new();
+    if let Some(addr) = opts.metrics_addr {
+        let bound = Exporter::bind(addr)
+            .await
+            .map_err(|source| RunError::Metrics { addr, source })?;
+        tracing::info!(
+            "metrics at http://{}/metrics, health at /health",
+            bound.addr
+        );
+        let queues: Vec<(&'static str, QueueProbe)> = workers.queue_probes();
+        background.push(tokio::spawn(bound.serve(acct.clone(), queues)));
+    }
+    let progress = (opts.progress && std::io::stderr().is_terminal())
+        .then(|| crate::progress::spawn(acct.clone(), p.mode != Mode::Tail));
+    if let Some(cp) = &checkpoints {
+        background.push(tokio::spawn(save_checkpoints(cp.clone())));
+    }
+    let sink = tokio::spawn(sinks::run(sink, enc_rx, acct.clone()));
+    Ok(Running {
+        acct,
+        checkpoints,
+        workers,
+        sink,
+        background,
+        progress,
+    })
+}
+
+/// Writes the checkpoints every [`CHECKPOINT_INTERVAL`] until aborted.
+async fn save_checkpoints(cp: Arc<Checkpoints>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    loop {
+        tick.tick().await;
+        let cp = cp.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cp.save()).await {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+/// Waits for the sink, stops the rest, writes the last checkpoints and makes the report.
+async fn finish(p: &Pipeline, running: Running) -> Report {
+    let Running {
+        acct,
+        checkpoints,
+        workers,
+        sink,
+        background,
+        progress,
+    } = running;
+    let mut result = sink.await.expect("the sink panicked");
+    for task in background {
+        task.abort();
+    }
+    if let Some(p) = progress {
+        p.finish();
+    }
+    // On an error the receivers are gone: workers and the reader stop at their next send.
+    workers.join();
+    if let Err(e) = acct.dlq.flush() {
+        tracing::error!(
+            "cannot flush the dead letter file {}: {e}",
+            acct.dlq.path().display()
+        );
+    }
+    if let Some(cp) = &checkpoints {
+        if let Err(e) = cp.save() {
+            tracing::error!("{e}");
+            if result.is_ok() {
+                result = Err(e.into());
+            }
+        }
+    }
+    if result.is_err() {
+        acct.stats.mark_unsettled_as_failed();
+    }
+    let mut summary = acct.stats.summary();
+    summary.output = p.output_for_display();
+    if acct.dlq.written() > 0 {
+        summary.dead_letter_path = Some(acct.dlq.path().display().to_string());
+    }
+    Report {
+        summary,
+        error: result.err(),
+    }
+}

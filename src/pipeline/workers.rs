@@ -1,0 +1,148 @@
+//! The threads of a run: one reader (sources, with the decode stage) and one parsing worker
+//! per core (the transform), joined by bounded channels.
+
+use super::RunOptions;
+use crate::checkpoint::Checkpoints;
+use crate::chunk::{Flow, RawChunk};
+use crate::config::{Mode, Pipeline};
+use crate::decode::Decoder;
+use crate::exporter::QueueProbe;
+use crate::sink::Accounting;
+use crate::source::{self, InputFile};
+use crate::transform::{EncodedChunk, Encoder};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// The reader and parsing threads of a run.
+pub(super) struct Workers {
+    reader: JoinHandle<()>,
+    parsers: Vec<JoinHandle<()>>,
+    raw: flume::WeakSender<RawChunk>,
+    encoded: flume::WeakSender<EncodedChunk>,
+}
+
+impl Workers {
+    /// Probes of the queue depths between stages, for the metrics.
+    pub fn queue_probes(&self) -> Vec<(&'static str, QueueProbe)> {
+        let (raw, enc) = (self.raw.clone(), self.encoded.clone());
+        vec![
+            (
+                "parse",
+                Box::new(move || raw.upgrade().map_or(0, |t| t.len())),
+            ),
+            (
+                "deliver",
+                Box::new(move || enc.upgrade().map_or(0, |t| t.len())),
+            ),
+        ]
+    }
+
+    /// Waits for every thread (they stop once the sink stops taking chunks).
+    pub fn join(self) {
+        let _ = self.reader.join();
+        for t in self.parsers {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the reader and the parsing workers; returns them and the channel of encoded chunks.
+pub(super) fn start(
+    p: &Pipeline,
+    opts: &RunOptions,
+    inputs: Vec<InputFile>,
+    acct: &Arc<Accounting>,
+    checkpoints: Option<Arc<Checkpoints>>,
+) -> (Workers, flume::Receiver<EncodedChunk>) {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (raw_tx, raw_rx) = flume::bounded::<RawChunk>(threads * 2);
+    let (enc_tx, enc_rx) = flume::bounded::<EncodedChunk>(p.bulk.concurrency.get() * 2);
+    let (raw, encoded) = (raw_tx.downgrade(), enc_tx.downgrade());
+    let reader = spawn_reader(p, opts, inputs, acct.clone(), checkpoints, threads, raw_tx);
+    let encoder = Encoder::new(p.transform).with_times(p.index.is_dated());
+    let parsers = (0..threads)
+        .map(|i| {
+            let (rx, tx, encoder) = (raw_rx.clone(), enc_tx.clone(), encoder.clone());
+            std::thread::Builder::new()
+                .name(format!("evtship-parse-{i}"))
+                .spawn(move || {
+                    for raw in rx.iter() {
+                        if tx.send(encoder.encode(raw)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawning a thread")
+        })
+        .collect();
+    let workers = Workers {
+        reader,
+        parsers,
+        raw,
+        encoded,
+    };
+    (workers, enc_rx)
+}
+
+/// The reader: every input in turn (or, tailing, every file that matches until stopped).
+fn spawn_reader(
+    p: &Pipeline,
+    opts: &RunOptions,
+    inputs: Vec<InputFile>,
+    acct: Arc<Accounting>,
+    checkpoints: Option<Arc<Checkpoints>>,
+    threads: usize,
+    raw_tx: flume::Sender<RawChunk>,
+) -> JoinHandle<()> {
+    let read_opts = source::ReadOptions {
+        cache_dir: p.cache_dir.clone(),
+        from_start: opts.from_start,
+        shard: p.shard,
+    };
+    let decoder = Decoder {
+        threads,
+        evtx_shape: crate::transform::dialect::evtx::flatten,
+    };
+    let stop = opts.stop.clone();
+    let patterns = p.inputs.clone();
+    let tail = p.mode == Mode::Tail;
+    std::thread::Builder::new()
+        .name("evtship-read".into())
+        .spawn(move || {
+            let mut order = 0u64;
+            let mut emit = |mut chunk: RawChunk| {
+                if stop.load(Relaxed) {
+                    return Flow::Stop;
+                }
+                chunk.order = order;
+                order += 1;
+                match raw_tx.send(chunk) {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => Flow::Stop,
+                }
+            };
+            let cp = checkpoints.as_ref();
+            if tail {
+                source::follow(
+                    &patterns,
+                    &acct.stats,
+                    &read_opts,
+                    &decoder,
+                    cp,
+                    &stop,
+                    &mut emit,
+                );
+                return;
+            }
+            for input in &inputs {
+                if stop.load(Relaxed)
+                    || source::read_input(input, &acct.stats, &read_opts, &decoder, cp, &mut emit)
+                        == Flow::Stop
+                {
+                    break;
+                }
+            }
+        })
+        .expect("spawning a thread")
+}

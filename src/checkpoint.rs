@@ -109,6 +109,13 @@ impl Identity {
     }
 }
 
+/// The key a file's position is stored under ([`Identity::key`]), from its metadata alone (a
+/// `stat`, which works on a file its permissions forbid reading).
+pub fn identity_key(meta: &std::fs::Metadata) -> String {
+    let (dev, inode) = dev_inode(meta);
+    format!("{dev}:{inode}")
+}
+
 #[cfg(unix)]
 fn dev_inode(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;

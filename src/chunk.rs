@@ -20,6 +20,9 @@ pub struct RawLine {
     pub number: u64,
     /// Position of the line's bytes in [`RawChunk::buf`].
     pub range: Range<usize>,
+    /// `Some(length)` when the line was longer than the decode stage's limit: only its first
+    /// bytes are in `range`, and the record is dead-lettered as too long.
+    pub cut: Option<u64>,
 }
 
 /// A position in a stream: lines and bytes consumed so far (blank lines included).
@@ -71,6 +74,7 @@ impl RawChunk {
         self.lines.push(RawLine {
             number,
             range: start..self.buf.len(),
+            cut: None,
         });
     }
 
@@ -97,12 +101,12 @@ pub struct StreamError {
     pub source: io::Error,
 }
 
-/// Whether the consumer wants more chunks.
+/// What the consumer of a chunk said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
-    /// Go on reading.
+    /// The chunk was taken: go on reading.
     Continue,
-    /// Stop: the pipeline is shutting down.
+    /// The chunk was not taken, and no more are wanted: the pipeline is shutting down.
     Stop,
 }
 

@@ -138,15 +138,21 @@ impl Stats {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(label, c)| InputSummary {
-                input: label.clone(),
-                events_read: c.read.load(Relaxed),
-                events_indexed: c.indexed.load(Relaxed),
-                duplicates: c.duplicates.load(Relaxed),
-                dead_lettered: c.dead_lettered.load(Relaxed),
-                failed: c.failed.load(Relaxed),
-                bytes_read: c.bytes.load(Relaxed),
-                input_errors: c.errors.load(Relaxed),
+            .map(|(label, c)| {
+                let mut i = InputSummary {
+                    input: label.clone(),
+                    events_read: c.read.load(Relaxed),
+                    events_indexed: c.indexed.load(Relaxed),
+                    duplicates: c.duplicates.load(Relaxed),
+                    dead_lettered: c.dead_lettered.load(Relaxed),
+                    failed: c.failed.load(Relaxed),
+                    unsettled: 0,
+                    bytes_read: c.bytes.load(Relaxed),
+                    input_errors: c.errors.load(Relaxed),
+                };
+                let settled = i.events_indexed + i.duplicates + i.dead_lettered + i.failed;
+                i.unsettled = i.events_read.saturating_sub(settled);
+                i
             })
             .collect();
         let sum = |f: fn(&InputSummary) -> u64| inputs.iter().map(f).sum::<u64>();
@@ -159,6 +165,8 @@ impl Stats {
             duplicates: sum(|i| i.duplicates),
             dead_lettered: sum(|i| i.dead_lettered),
             failed: sum(|i| i.failed),
+            unsettled: sum(|i| i.unsettled),
+            interrupted: false,
             bytes_read,
             input_errors: sum(|i| i.input_errors),
             warnings: self.warnings.load(Relaxed),
@@ -194,8 +202,12 @@ pub struct InputSummary {
     pub duplicates: u64,
     /// Records dead-lettered.
     pub dead_lettered: u64,
-    /// Records lost to an aborted run.
+    /// Records neither delivered nor dead-lettered (the dead letter file failed, or the run
+    /// aborted).
     pub failed: u64,
+    /// Records read that have no outcome (yet, or at the end of an interrupted run: a later run
+    /// reads them again).
+    pub unsettled: u64,
     /// Decoded bytes read.
     pub bytes_read: u64,
     /// Unreadable parts of the input.
@@ -213,8 +225,15 @@ pub struct Summary {
     pub duplicates: u64,
     /// Records written to the dead letter queue.
     pub dead_lettered: u64,
-    /// Records neither delivered nor dead-lettered (only when a run aborts).
+    /// Records neither delivered nor dead-lettered (the dead letter file failed, or the run
+    /// aborted).
     pub failed: u64,
+    /// Records read without an outcome when the run ended: a signal stopped it before the
+    /// engine answered for them; nothing was acknowledged for them, and a later run (or the
+    /// sender) sends them again.
+    pub unsettled: u64,
+    /// Whether a signal stopped the run before it was done (exit code 4).
+    pub interrupted: bool,
     /// Decoded bytes read.
     pub bytes_read: u64,
     /// Parts of inputs that could not be read.
@@ -249,8 +268,8 @@ impl Summary {
             .clamp(5, 60);
         writeln!(
             out,
-            "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6}",
-            "input", "read", "indexed", "duplicate", "dead", "failed", "errors"
+            "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>6}",
+            "input", "read", "indexed", "duplicate", "dead", "failed", "unsettled", "errors"
         )?;
         let row = |out: &mut dyn Write, name: &str, i: &InputSummary| {
             let shown: String = if name.chars().count() > width {
@@ -261,13 +280,14 @@ impl Summary {
             };
             writeln!(
                 out,
-                "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6}",
+                "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>6}",
                 shown,
                 i.events_read,
                 i.events_indexed,
                 i.duplicates,
                 i.dead_lettered,
                 i.failed,
+                i.unsettled,
                 i.input_errors
             )
         };
@@ -282,6 +302,7 @@ impl Summary {
                 duplicates: self.duplicates,
                 dead_lettered: self.dead_lettered,
                 failed: self.failed,
+                unsettled: self.unsettled,
                 bytes_read: self.bytes_read,
                 input_errors: self.input_errors,
             };
@@ -299,6 +320,14 @@ impl Summary {
             self.retries,
             self.warnings
         )?;
+        if self.interrupted {
+            writeln!(
+                out,
+                "interrupted before the end: {} records read have no outcome and were not \
+                 acknowledged; running again resumes where the acknowledged records stop",
+                self.unsettled
+            )?;
+        }
         if let Some(path) = &self.dead_letter_path {
             writeln!(
                 out,
@@ -309,8 +338,13 @@ impl Summary {
         Ok(())
     }
 
-    /// Whether every record read is accounted for by exactly one outcome.
+    /// Whether every record read is accounted for by exactly one outcome (or none yet).
     pub fn adds_up(&self) -> bool {
-        self.events_read == self.events_indexed + self.duplicates + self.dead_lettered + self.failed
+        self.events_read
+            == self.events_indexed
+                + self.duplicates
+                + self.dead_lettered
+                + self.failed
+                + self.unsettled
     }
 }

@@ -44,11 +44,14 @@ impl Drop for ClusterNode {
 fn a_node_stopped_mid_run_is_failed_over_and_every_record_lands_once() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = format!("evtship-pair-{}", std::process::id());
-    let seeds = "127.0.0.1:19310,127.0.0.1:19320";
-    let env = |port: u16, name: &str, roles: &str| -> Vec<(String, String)> {
+    // Free ports, never a developer's own engine: HTTP and transport for each node.
+    let (a_http, a_transport, b_http, b_transport) =
+        (free_port(), free_port(), free_port(), free_port());
+    let seeds = format!("127.0.0.1:{a_transport},127.0.0.1:{b_transport}");
+    let env = |port: u16, transport: u16, name: &str, roles: &str| -> Vec<(String, String)> {
         [
             ("EVTSHIP_ENGINE_PORT", port.to_string()),
-            ("EVTSHIP_ENGINE_TRANSPORT_PORT", (port + 100).to_string()),
+            ("EVTSHIP_ENGINE_TRANSPORT_PORT", transport.to_string()),
             (
                 "EVTSHIP_ENGINE_HOME",
                 dir.path().join(name).display().to_string(),
@@ -56,7 +59,7 @@ fn a_node_stopped_mid_run_is_failed_over_and_every_record_lands_once() {
             ("EVTSHIP_ENGINE_HEAP", "512m".to_owned()),
             ("EVTSHIP_ENGINE_CLUSTER", cluster.clone()),
             ("EVTSHIP_ENGINE_NODE", name.to_owned()),
-            ("EVTSHIP_ENGINE_SEEDS", seeds.to_owned()),
+            ("EVTSHIP_ENGINE_SEEDS", seeds.clone()),
             ("EVTSHIP_ENGINE_MANAGERS", "pair-a".to_owned()),
             ("EVTSHIP_ENGINE_ROLES", roles.to_owned()),
         ]
@@ -65,9 +68,14 @@ fn a_node_stopped_mid_run_is_failed_over_and_every_record_lands_once() {
         .collect()
     };
     // A manages the cluster and holds data; B holds data only, so stopping B keeps a manager.
-    let a = ClusterNode::start(env(19210, "pair-a", "cluster_manager,data,ingest"));
-    let b = ClusterNode::start(env(19220, "pair-b", "data,ingest"));
-    let a_url = "http://127.0.0.1:19210";
+    let a = ClusterNode::start(env(
+        a_http,
+        a_transport,
+        "pair-a",
+        "cluster_manager,data,ingest",
+    ));
+    let b = ClusterNode::start(env(b_http, b_transport, "pair-b", "data,ingest"));
+    let a_url = &format!("http://127.0.0.1:{a_http}");
     let nodes: serde_json::Value =
         reqwest::blocking::get(format!("{a_url}/_cat/nodes?format=json"))
             .unwrap()
@@ -82,7 +90,7 @@ fn a_node_stopped_mid_run_is_failed_over_and_every_record_lands_once() {
     std::fs::write(
         &pipeline,
         format!(
-            "inputs = [\"{}\"]\n[elasticsearch]\nurls = [\"http://127.0.0.1:19220\", \"{a_url}\"]\nindex = \"pair\"\n[template]\nreplicas = 1\n[bulk]\nmax_events = 500\nconcurrency = 2\nmax_backoff_ms = 2000\nmax_retries = 100\n",
+            "inputs = [\"{}\"]\n[elasticsearch]\nurls = [\"http://127.0.0.1:{b_http}\", \"{a_url}\"]\nindex = \"pair\"\n[template]\nreplicas = 1\n[bulk]\nmax_events = 500\nconcurrency = 2\nmax_backoff_ms = 2000\nmax_retries = 100\n",
             input.display()
         ),
     )

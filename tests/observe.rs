@@ -12,14 +12,6 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `name{labels}` → value, from Prometheus text.
 fn scrape(url: &str) -> Option<BTreeMap<String, f64>> {
     let text = reqwest::blocking::get(url).ok()?.text().ok()?;
@@ -216,8 +208,9 @@ fn progress_is_drawn_on_a_terminal_and_not_on_a_pipe() {
         "no terminal control sequences:\n{drawn}"
     );
 
-    // The same run on a pipe: the summary and nothing else (no control sequences).
-    let piped = evtship(
+    // The same run on a pipe, without --no-progress: evtship sees the pipe itself and writes
+    // the summary and nothing else (no control sequences).
+    let piped = evtship_on_a_pipe(
         &[
             "run",
             "pipelines/sample.toml",

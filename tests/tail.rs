@@ -56,7 +56,7 @@ fn start(dir: &Path, logs: &Path, index: &str) -> Child {
 
 /// Waits until the index holds `n` documents; returns how long that took.
 fn wait_for(index: &TestIndex, n: u64, limit: Duration, dir: &Path) -> Duration {
-    wait_until(|| index.count(), n, limit, dir)
+    wait_until(|| index.count_so_far(), n, limit, dir)
 }
 
 /// Waits until `count()` says `n`.

@@ -123,6 +123,9 @@ pub struct PipelineFile {
     /// Dead letter queue.
     #[serde(default)]
     pub dead_letter: DeadLetterSection,
+    /// Framing of records.
+    #[serde(default)]
+    pub decode: crate::decode::DecodeSettings,
     /// Record to document rules.
     #[serde(default)]
     pub transform: TransformSection,
@@ -174,9 +177,10 @@ impl PipelineFile {
 
     /// Parses pipeline text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        // The parser's message quotes the line at fault: secrets in it are hidden.
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: crate::redact::text(e.to_string().trim_end()),
         })
     }
 }

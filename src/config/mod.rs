@@ -122,6 +122,8 @@ pub struct Pipeline {
     pub checkpoint_dir: PathBuf,
     /// Record to document rules.
     pub transform: crate::transform::Settings,
+    /// Framing of records.
+    pub decode: crate::decode::DecodeSettings,
     /// This process's share of the records, when a backfill is split across processes.
     pub shard: Option<Shard>,
 }

@@ -7,6 +7,7 @@ use super::{
     ConfigError, IndexName, Mode, OutputTarget, Overrides, Pipeline, PipelineFile,
     DEFAULT_DEAD_LETTER, DEFAULT_INDEX, DEFAULT_URL,
 };
+use crate::sink::dlq::DeadLetter;
 use crate::sink::elasticsearch::EsSettings;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,9 +38,21 @@ impl Pipeline {
             None => file.output.unwrap_or(OutputTarget::Elasticsearch),
         };
         let index = index_of(&ov, &file.elasticsearch)?;
+        let invalid =
+            |(field, message): (&'static str, String)| ConfigError::Invalid { field, message };
+        file.bulk.check().map_err(invalid)?;
+        file.decode.check().map_err(invalid)?;
         let mut es = merge_connection(file.elasticsearch, &ov)?;
         read_secret_files(&mut es)?;
         check_connection(&es, &index)?;
+        let dead_letter = ov
+            .dead_letter
+            .or(file.dead_letter.path)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER));
+        if !ov.no_inputs_needed {
+            DeadLetter::check_writable(&dead_letter)
+                .map_err(|message| invalid(("dead_letter.path", message)))?;
+        }
         let transform = crate::transform::Settings {
             dialect: file.transform.dialect,
             timestamp: file.transform.timestamp,
@@ -49,6 +62,7 @@ impl Pipeline {
         Ok(Self {
             shard: ov.shard,
             transform,
+            decode: file.decode,
             mode: if ov.tail { Mode::Tail } else { file.mode },
             cache_dir: ov
                 .cache_dir
@@ -66,10 +80,7 @@ impl Pipeline {
             index,
             template: file.template,
             bulk: file.bulk,
-            dead_letter: ov
-                .dead_letter
-                .or(file.dead_letter.path)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DEAD_LETTER)),
+            dead_letter,
         })
     }
 }

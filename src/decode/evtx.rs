@@ -36,6 +36,9 @@ pub(crate) fn read(
             return Flow::Continue;
         }
     };
+    for p in super::evtx_check::check(path, origin) {
+        problem(p);
+    }
     let settings = ParserSettings::new().num_threads(threads).indent(false);
     let mut parser = parser.with_configuration(settings);
     let mut chunk = RawChunk::new(input, origin);

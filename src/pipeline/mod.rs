@@ -25,7 +25,7 @@ use crate::sink::Accounting;
 use crate::source::{self, InputFile};
 use sinks::Sink;
 use std::io::IsTerminal;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,7 +82,7 @@ struct Running {
 pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
     let built = build(p, &opts).await?;
     let running = spawn(p, &opts, built).await?;
-    Ok(finish(p, running).await)
+    Ok(finish(p, &opts.stop, running).await)
 }
 
 /// Resolves the inputs, connects the sink and opens the checkpoints.
@@ -91,7 +91,7 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
     let inputs = if p.mode == Mode::Tail {
         Vec::new()
     } else {
-        let (inputs, unmatched) = source::resolve(&p.inputs)?;
+        let (inputs, unmatched) = source::resolve_until(&p.inputs, &opts.stop)?;
         for pattern in &unmatched {
             tracing::warn!("input `{pattern}` matched no file");
         }
@@ -100,7 +100,7 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
         }
         inputs
     };
-    let sink = sinks::connect(p).await?;
+    let sink = sinks::connect(p, &opts.stop).await?;
     // Positions are kept for deliveries to the engine; a file output is written anew each run.
     let checkpoints = match p.output {
         OutputTarget::Elasticsearch if opts.checkpoints => {
@@ -190,7 +190,7 @@ async fn save_checkpoints(cp: Arc<Checkpoints>) {
 }
 
 /// Waits for the sink, stops the rest, writes the last checkpoints and makes the report.
-async fn finish(p: &Pipeline, running: Running) -> Report {
+async fn finish(p: &Pipeline, stop: &AtomicBool, running: Running) -> Report {
     let Running {
         acct,
         checkpoints,
@@ -207,7 +207,7 @@ async fn finish(p: &Pipeline, running: Running) -> Report {
         p.finish();
     }
     // On an error the receivers are gone: workers and the reader stop at their next send.
-    workers.join();
+    let read_everything = workers.join();
     if let Err(e) = acct.dlq.flush() {
         tracing::error!(
             "cannot flush the dead letter file {}: {e}",
@@ -226,6 +226,8 @@ async fn finish(p: &Pipeline, running: Running) -> Report {
         acct.stats.mark_unsettled_as_failed();
     }
     let mut summary = acct.stats.summary();
+    summary.interrupted =
+        stop.load(Ordering::Relaxed) && (!read_everything || summary.unsettled > 0);
     summary.output = p.output_for_display();
     if acct.dlq.written() > 0 {
         summary.dead_letter_path = Some(acct.dlq.path().display().to_string());

@@ -20,6 +20,10 @@ pub enum Exit {
     Usage,
     /// 3: finished, but some records were dead-lettered or some input could not be read.
     Partial,
+    /// 4: a signal stopped the run before it was done (inputs not read to their end, or
+    /// records left without an outcome); what was acknowledged stays so, and running again
+    /// resumes after it.
+    Interrupted,
 }
 
 impl Exit {
@@ -30,6 +34,7 @@ impl Exit {
             Self::Aborted => 1,
             Self::Usage => 2,
             Self::Partial => 3,
+            Self::Interrupted => 4,
         }
     }
 }
@@ -77,7 +82,9 @@ impl RunError {
 
     /// The exit code of a run that ended with this error.
     pub fn exit(&self) -> Exit {
-        if self.is_usage() {
+        if matches!(self, Self::Inputs(ResolveError::Stopped)) {
+            Exit::Interrupted
+        } else if self.is_usage() {
             Exit::Usage
         } else {
             Exit::Aborted
@@ -100,6 +107,7 @@ impl Report {
         match &self.error {
             Some(e) => e.exit(),
             None if self.summary.failed > 0 => Exit::Aborted,
+            None if self.summary.interrupted => Exit::Interrupted,
             None if self.summary.dead_lettered > 0 || self.summary.input_errors > 0 => {
                 Exit::Partial
             }

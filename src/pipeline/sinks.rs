@@ -9,6 +9,7 @@ use crate::sink::wire::Actions;
 use crate::sink::Accounting;
 use crate::transform::EncodedChunk;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Where a run's documents go.
@@ -20,7 +21,7 @@ pub(super) enum Sink {
 }
 
 /// Connects to the engine and installs the template, or names the output file.
-pub(super) async fn connect(p: &Pipeline) -> Result<Sink, RunError> {
+pub(super) async fn connect(p: &Pipeline, stop: &Arc<AtomicBool>) -> Result<Sink, RunError> {
     let actions = Actions::new(&p.index);
     Ok(match &p.output {
         OutputTarget::Elasticsearch => {
@@ -40,7 +41,8 @@ pub(super) async fn connect(p: &Pipeline) -> Result<Sink, RunError> {
                 let name = template::install(&client, &p.index, &p.template, wanted, &info).await?;
                 tracing::info!("index template {name} installed for index {}", p.index);
             }
-            let sink = BulkSink::new(client, p.bulk.clone(), actions, p.mode == Mode::Tail);
+            let sink = BulkSink::new(client, p.bulk.clone(), actions, p.mode == Mode::Tail)
+                .stopping_with(stop.clone());
             Sink::Engine(Box::new(sink))
         }
         OutputTarget::Ndjson(path) => Sink::File(path.clone(), FileFormat::Documents),

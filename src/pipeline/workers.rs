@@ -16,7 +16,8 @@ use std::thread::JoinHandle;
 
 /// The reader and parsing threads of a run.
 pub(super) struct Workers {
-    reader: JoinHandle<()>,
+    /// Whether the reader got through everything it had to read (`false` when stopped early).
+    reader: JoinHandle<bool>,
     parsers: Vec<JoinHandle<()>>,
     raw: flume::WeakSender<RawChunk>,
     encoded: flume::WeakSender<EncodedChunk>,
@@ -38,12 +39,14 @@ impl Workers {
         ]
     }
 
-    /// Waits for every thread (they stop once the sink stops taking chunks).
-    pub fn join(self) {
-        let _ = self.reader.join();
+    /// Waits for every thread (they stop once the sink stops taking chunks); returns whether
+    /// the reader read everything it had to.
+    pub fn join(self) -> bool {
+        let completed = self.reader.join().unwrap_or(false);
         for t in self.parsers {
             let _ = t.join();
         }
+        completed
     }
 }
 
@@ -94,13 +97,14 @@ fn spawn_reader(
     checkpoints: Option<Arc<Checkpoints>>,
     threads: usize,
     raw_tx: flume::Sender<RawChunk>,
-) -> JoinHandle<()> {
+) -> JoinHandle<bool> {
     let read_opts = source::ReadOptions {
         cache_dir: p.cache_dir.clone(),
         from_start: opts.from_start,
         shard: p.shard,
     };
     let decoder = Decoder {
+        settings: p.decode,
         threads,
         evtx_shape: crate::transform::dialect::evtx::flatten,
     };
@@ -133,16 +137,18 @@ fn spawn_reader(
                     &stop,
                     &mut emit,
                 );
-                return;
+                // Following ends with a signal: that is its end.
+                return true;
             }
             for input in &inputs {
                 if stop.load(Relaxed)
                     || source::read_input(input, &acct.stats, &read_opts, &decoder, cp, &mut emit)
                         == Flow::Stop
                 {
-                    break;
+                    return false;
                 }
             }
+            !stop.load(Relaxed)
         })
         .expect("spawning a thread")
 }

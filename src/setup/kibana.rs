@@ -50,7 +50,8 @@ fn basic(user: &str, password: &str) -> String {
 pub async fn import(url: &str, es: &EsSettings, objects: &[Value]) -> Result<u64, SetupError> {
     let (base, from_url) = crate::sink::elasticsearch::client::split_userinfo(url);
     let from_url = from_url.map(|(user, password)| basic(&user, &password));
-    let shown = base.trim_end_matches('/').to_owned();
+    let base = base.trim_end_matches('/').to_owned();
+    let shown = crate::redact::url(&base);
     let fail = |message: String| SetupError::Kibana {
         url: shown.clone(),
         message,
@@ -81,7 +82,7 @@ pub async fn import(url: &str, es: &EsSettings, objects: &[Value]) -> Result<u64
         .build()
         .map_err(|e| fail(e.to_string()))?;
     let mut request = client
-        .post(format!("{shown}{IMPORT_PATH}"))
+        .post(format!("{base}{IMPORT_PATH}"))
         .header("kbn-xsrf", "true")
         .multipart(form);
     if let Some(h) = authorization {

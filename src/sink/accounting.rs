@@ -5,6 +5,7 @@
 use super::dlq::{DeadLetter, DeadRecord};
 use crate::ack::Outcome;
 use crate::chunk::RawChunk;
+use crate::common::printable;
 use crate::metrics::Stats;
 use crate::transform::EncodedChunk;
 use serde_json::Value;
@@ -84,8 +85,8 @@ impl Accounting {
             let number = chunk.raw.lines[r.line].number;
             tracing::warn!(
                 "{}: line {number}: {}; sent to the dead letter queue",
-                chunk.raw.origin,
-                r.reason
+                printable(&chunk.raw.origin),
+                printable(&r.reason)
             );
             self.dead_letter(&chunk.raw, r.line, &r.reason, None, None);
         }

@@ -4,7 +4,8 @@
 //! Each line holds `time`, `reason`, `status` (HTTP status of the item, or null), `error` (the
 //! engine's error object, or null), `input` (file, or `archive!member`), `line` (1-based line
 //! number in that stream), and either `record` (the original record, when it was JSON) or
-//! `record_text` (the original line, when it was not).
+//! `record_text` (the original line, when it was not; with `record_base64`, its exact bytes,
+//! when they are not UTF-8).
 
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
@@ -48,6 +49,42 @@ impl DeadLetter {
         }
     }
 
+    /// Checks, without writing a line, that records can be appended to `path`: not a
+    /// directory, and in a directory that exists (or can be made) and takes new files.
+    pub fn check_writable(path: &Path) -> Result<(), String> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err(format!("{} is a directory", path.display())),
+            Ok(_) => {
+                return OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .map(drop)
+                    .map_err(|e| format!("cannot append to {}: {e}", path.display()));
+            }
+            Err(_) => {}
+        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut existing = dir;
+        while !existing.exists() {
+            match existing.parent() {
+                Some(p) if !p.as_os_str().is_empty() => existing = p,
+                _ => {
+                    existing = Path::new(".");
+                    break;
+                }
+            }
+        }
+        if !existing.is_dir() {
+            return Err(format!("{} is not a directory", existing.display()));
+        }
+        tempfile::NamedTempFile::new_in(existing)
+            .map(drop)
+            .map_err(|e| format!("cannot create files in {}: {e}", existing.display()))
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -68,12 +105,25 @@ impl DeadLetter {
         line.insert("input".into(), rec.input.into());
         line.insert("line".into(), rec.line.into());
         match serde_json::from_slice::<Value>(rec.record) {
-            Ok(v) => line.insert("record".into(), v),
-            Err(_) => line.insert(
-                "record_text".into(),
-                String::from_utf8_lossy(rec.record).into_owned().into(),
-            ),
-        };
+            Ok(v) => {
+                line.insert("record".into(), v);
+            }
+            Err(_) => match std::str::from_utf8(rec.record) {
+                Ok(text) => {
+                    line.insert("record_text".into(), text.into());
+                }
+                Err(_) => {
+                    // Not UTF-8: the exact bytes, so that what was read can be sent again.
+                    use base64::Engine;
+                    let exact = base64::engine::general_purpose::STANDARD.encode(rec.record);
+                    line.insert(
+                        "record_text".into(),
+                        String::from_utf8_lossy(rec.record).into_owned().into(),
+                    );
+                    line.insert("record_base64".into(), exact.into());
+                }
+            },
+        }
         let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
         bytes.push(b'\n');
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());

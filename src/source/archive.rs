@@ -1,15 +1,19 @@
-//! zip and tar archives, read member by member without unpacking to disk.
+//! zip and tar archives, walked member by member without unpacking to disk; what becomes of a
+//! member is the caller's (`read.rs`): its lines, or, for an archive inside the archive, its own
+//! members one level deep.
 
 use super::context::{Counted, StreamContext};
 use super::READ_BUFFER;
-use crate::chunk::{Flow, RawChunk, StreamPos};
+use crate::chunk::Flow;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
+
+/// What is done with one member: its name, and a reader of its bytes.
+pub(crate) type Member<'m> = &'m mut dyn FnMut(&str, &mut dyn Read) -> Flow;
 
 /// Members read from archives: JSON-lines files. macOS metadata (`__MACOSX/`, `._*`) is skipped.
-fn wanted_member(name: &str) -> bool {
+pub(crate) fn wanted_member(name: &str) -> bool {
     let lower = name.to_lowercase();
     let base = lower.rsplit('/').next().unwrap_or(&lower);
     !lower.starts_with("__macosx/")
@@ -20,8 +24,14 @@ fn wanted_member(name: &str) -> bool {
             .any(|e| base.ends_with(e))
 }
 
-fn member_origin(archive: &str, member: &str) -> Arc<str> {
-    Arc::from(format!("{archive}!{member}"))
+/// Members that are archives or `.evtx` files themselves, read one level deep.
+pub(crate) fn nested_member(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    !base.starts_with("._")
+        && [".zip", ".gz", ".tgz", ".tar", ".evtx"]
+            .iter()
+            .any(|e| base.ends_with(e))
 }
 
 /// Opens an archive, reporting a failure as an unreadable input.
@@ -35,9 +45,9 @@ fn open(path: &Path, label: &str, ctx: &StreamContext<'_>) -> Option<Counted<Fil
 /// Reads every JSON member of a zip file.
 pub(crate) fn read_zip(
     path: &Path,
-    label: &Arc<str>,
+    label: &str,
     ctx: &StreamContext<'_>,
-    emit: &mut dyn FnMut(RawChunk) -> Flow,
+    each: Member<'_>,
 ) -> Flow {
     let Some(file) = open(path, label, ctx) else {
         return Flow::Continue;
@@ -50,7 +60,7 @@ pub(crate) fn read_zip(
             ctx.warn(&format!(
                 "{label}: zip central directory unreadable ({e}); reading members sequentially"
             ));
-            return read_zip_stream(path, label, ctx, emit);
+            return read_zip_stream(path, label, ctx, each);
         }
     };
     for i in 0..archive.len() {
@@ -62,25 +72,18 @@ pub(crate) fn read_zip(
             }
         };
         let name = member.name().to_owned();
-        if member.is_dir() || !wanted_member(&name) {
-            tracing::debug!("{label}: skipping member {name}");
+        if member.is_dir() {
             continue;
         }
-        let origin = member_origin(label, &name);
-        let mut reader = BufReader::with_capacity(READ_BUFFER, member);
-        if ctx.lines(&mut reader, &origin, StreamPos::default(), emit) == Flow::Stop {
+        let mut member = member;
+        if each(&name, &mut member) == Flow::Stop {
             return Flow::Stop;
         }
     }
     Flow::Continue
 }
 
-fn read_zip_stream(
-    path: &Path,
-    label: &Arc<str>,
-    ctx: &StreamContext<'_>,
-    emit: &mut dyn FnMut(RawChunk) -> Flow,
-) -> Flow {
+fn read_zip_stream(path: &Path, label: &str, ctx: &StreamContext<'_>, each: Member<'_>) -> Flow {
     let Some(file) = open(path, label, ctx) else {
         return Flow::Continue;
     };
@@ -99,21 +102,16 @@ fn read_zip_stream(
             }
         };
         let name = member.name().to_owned();
-        if member.is_dir() || !wanted_member(&name) {
-            // Skip its data to reach the next header.
-            let mut member = member;
-            if let Err(e) = std::io::copy(&mut member, &mut std::io::sink()) {
-                ctx.error(&format!(
-                    "{label}!{name}: {e}; the rest of the archive is skipped"
-                ));
-                return Flow::Continue;
-            }
-            continue;
-        }
-        let origin = member_origin(label, &name);
-        let mut member_reader = BufReader::with_capacity(READ_BUFFER, member);
-        if ctx.lines(&mut member_reader, &origin, StreamPos::default(), emit) == Flow::Stop {
+        let mut member = member;
+        if !member.is_dir() && each(&name, &mut member) == Flow::Stop {
             return Flow::Stop;
+        }
+        // Whatever the member's reader left: skip it to reach the next header.
+        if let Err(e) = std::io::copy(&mut member, &mut std::io::sink()) {
+            ctx.error(&format!(
+                "{label}!{name}: {e}; the rest of the archive is skipped"
+            ));
+            return Flow::Continue;
         }
     }
 }
@@ -121,9 +119,9 @@ fn read_zip_stream(
 /// Reads every JSON member of a tar stream (already decompressed).
 pub(crate) fn read_tar(
     reader: &mut dyn Read,
-    label: &Arc<str>,
+    label: &str,
     ctx: &StreamContext<'_>,
-    emit: &mut dyn FnMut(RawChunk) -> Flow,
+    each: Member<'_>,
 ) -> Flow {
     let mut archive = tar::Archive::new(reader);
     let entries = match archive.entries() {
@@ -146,13 +144,23 @@ pub(crate) fn read_tar(
         };
         let name = entry.path().map(|p| p.to_string_lossy().into_owned());
         let Ok(name) = name else { continue };
-        if !entry.header().entry_type().is_file() || !wanted_member(&name) {
-            tracing::debug!("{label}: skipping member {name}");
+        let kind = entry.header().entry_type();
+        if kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map_or_else(|| "?".into(), |t| t.display().to_string());
+            ctx.warn(&format!(
+                "{label}!{name}: a hard link to {target}; skipped (its target is read as its own member)"
+            ));
             continue;
         }
-        let origin = member_origin(label, &name);
-        let mut member = BufReader::with_capacity(READ_BUFFER, entry);
-        if ctx.lines(&mut member, &origin, StreamPos::default(), emit) == Flow::Stop {
+        if !kind.is_file() {
+            continue;
+        }
+        let mut entry = entry;
+        if each(&name, &mut entry) == Flow::Stop {
             return Flow::Stop;
         }
     }

@@ -7,7 +7,7 @@ use super::{Decode, Shard};
 use crate::ack::{Ack, Settle};
 use crate::checkpoint::Checkpoints;
 use crate::chunk::{Flow, RawChunk, StreamPos, StreamProblem};
-use crate::common::InputId;
+use crate::common::{printable, InputId};
 use crate::metrics::{InputCounters, Stats};
 use std::cell::Cell;
 use std::io::{self, BufRead, Read, Seek};
@@ -68,6 +68,8 @@ pub(crate) struct StreamContext<'a> {
     pub cursor: Cell<Cursor>,
     /// Where the input's positions are kept; its chunks then settle into them.
     pub checkpoints: Option<Arc<Checkpoints>>,
+    /// Whether an archive inside an archive is being read (one level is).
+    pub nested: Cell<bool>,
     shard: Option<Shard>,
 }
 
@@ -89,6 +91,7 @@ impl<'a> StreamContext<'a> {
             decode,
             cursor: Cell::new(cursor),
             checkpoints: None,
+            nested: Cell::new(false),
             shard: None,
         }
     }
@@ -132,12 +135,18 @@ impl<'a> StreamContext<'a> {
             }) as Box<dyn Settle>
         });
         chunk.ack = Ack::new(chunk.lines.len(), settle);
-        c.seq += 1;
+        // Counted as read before it goes (its outcomes may come at once), and uncounted if it
+        // was not taken: what the summary calls read is what entered the pipeline.
+        let taken = chunk.lines.len() as u64;
+        self.counters.read.fetch_add(taken, Relaxed);
+        let flow = emit(chunk);
+        if flow == Flow::Stop {
+            self.counters.read.fetch_sub(taken, Relaxed);
+        } else {
+            c.seq += 1;
+        }
         self.cursor.set(c);
-        self.counters
-            .read
-            .fetch_add(chunk.lines.len() as u64, Relaxed);
-        emit(chunk)
+        flow
     }
 
     /// Reads NDJSON lines from one stream, starting at `start`, counting what was read.
@@ -186,7 +195,7 @@ impl<'a> StreamContext<'a> {
     /// A problem that lost nothing.
     pub fn warn(&self, message: &str) {
         self.stats.warnings.fetch_add(1, Relaxed);
-        tracing::warn!("{message}");
+        tracing::warn!("{}", printable(message));
     }
 
     /// A part of the input that could not be read.
@@ -195,6 +204,6 @@ impl<'a> StreamContext<'a> {
         c.errors += 1;
         self.cursor.set(c);
         self.counters.errors.fetch_add(1, Relaxed);
-        tracing::error!("{message}");
+        tracing::error!("{}", printable(message));
     }
 }

@@ -28,7 +28,7 @@ pub mod url;
 
 pub use gzip::GzipStream;
 pub use read::read_input;
-pub use resolve::{resolve, ResolveError};
+pub use resolve::{resolve, resolve_until, ResolveError};
 pub use shard::Shard;
 pub use sniff::{sniff, Format};
 pub use tail::follow;

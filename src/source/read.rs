@@ -126,7 +126,8 @@ pub(crate) fn read_path(
     let flow = match format {
         Format::Zip => {
             drop(reader);
-            archive::read_zip(path, label, &ctx, emit)
+            let mut each = |name: &str, r: &mut dyn Read| member(name, r, label, &ctx, emit);
+            archive::read_zip(path, label, &ctx, &mut each)
         }
         Format::Evtx => {
             drop(reader);
@@ -142,6 +143,89 @@ pub(crate) fn read_path(
         }
     }
     flow
+}
+
+/// Largest archive member spooled to a temporary file to be read as a zip or `.evtx` file
+/// (both need random access).
+pub const MAX_SPOOLED_MEMBER: u64 = 8 << 30;
+
+/// One member of an archive named `label`: JSON lines are read; an archive or `.evtx` file is
+/// read one level deep (a member of a member that is an archive again is skipped with a
+/// warning); anything else is skipped.
+fn member(
+    name: &str,
+    reader: &mut dyn Read,
+    label: &str,
+    ctx: &StreamContext<'_>,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    let origin: Arc<str> = Arc::from(format!("{label}!{name}"));
+    if archive::wanted_member(name) {
+        let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+        return ctx.lines(&mut reader, &origin, StreamPos::default(), emit);
+    }
+    if !archive::nested_member(name) {
+        tracing::debug!("{label}: skipping member {name}");
+        return Flow::Continue;
+    }
+    if ctx.nested.replace(true) {
+        ctx.error(&format!(
+            "{origin}: an archive inside an archive inside an archive; skipped (one level of \
+             archives inside archives is read)"
+        ));
+        return Flow::Continue;
+    }
+    let flow = read_nested(reader, &origin, ctx, emit);
+    ctx.nested.set(false);
+    flow
+}
+
+/// An archive (or `.evtx` file) inside an archive: streamed when it can be (gzip, tar),
+/// spooled to a temporary file when it needs random access (zip, `.evtx`).
+fn read_nested(
+    reader: &mut dyn Read,
+    origin: &Arc<str>,
+    ctx: &StreamContext<'_>,
+    emit: &mut dyn FnMut(RawChunk) -> Flow,
+) -> Flow {
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    let format = match reader.fill_buf() {
+        Ok(head) => sniff(head),
+        Err(e) => {
+            ctx.error(&format!("{origin}: cannot read: {e}"));
+            return Flow::Continue;
+        }
+    };
+    if !matches!(format, Format::Zip | Format::Evtx) {
+        return read_stream(reader, format, origin, ctx, emit);
+    }
+    let spooled = tempfile::NamedTempFile::new().and_then(|mut tmp| {
+        let copied = io::copy(
+            &mut (&mut reader).take(MAX_SPOOLED_MEMBER + 1),
+            tmp.as_file_mut(),
+        )?;
+        Ok((tmp, copied))
+    });
+    match spooled {
+        Ok((_, copied)) if copied > MAX_SPOOLED_MEMBER => {
+            ctx.error(&format!(
+                "{origin}: larger than {MAX_SPOOLED_MEMBER} bytes; not read (a zip or .evtx \
+                 member is unpacked to a temporary file first)"
+            ));
+            Flow::Continue
+        }
+        Ok((tmp, _)) if format == Format::Zip => {
+            let mut each = |name: &str, r: &mut dyn Read| member(name, r, origin, ctx, emit);
+            archive::read_zip(tmp.path(), origin, ctx, &mut each)
+        }
+        Ok((tmp, _)) => read_evtx(tmp.path(), origin, ctx, emit),
+        Err(e) => {
+            ctx.error(&format!(
+                "{origin}: cannot unpack it to a temporary file: {e}"
+            ));
+            Flow::Continue
+        }
+    }
 }
 
 /// An `.evtx` file: its records are read by the decode stage, its damage counted here.
@@ -183,7 +267,8 @@ pub(crate) fn read_stream<R: BufRead>(
             let is_tar = sniff(&head) == Format::Tar;
             let mut inner = BufReader::with_capacity(READ_BUFFER, io::Cursor::new(head).chain(gz));
             let flow = if is_tar {
-                archive::read_tar(&mut inner, label, ctx, emit)
+                let mut each = |name: &str, r: &mut dyn Read| member(name, r, label, ctx, emit);
+                archive::read_tar(&mut inner, label, ctx, &mut each)
             } else {
                 ctx.lines(&mut inner, label, StreamPos::default(), emit)
             };
@@ -200,7 +285,10 @@ pub(crate) fn read_stream<R: BufRead>(
             }
             flow
         }
-        Format::Tar => archive::read_tar(&mut reader, label, ctx, emit),
+        Format::Tar => {
+            let mut each = |name: &str, r: &mut dyn Read| member(name, r, label, ctx, emit);
+            archive::read_tar(&mut reader, label, ctx, &mut each)
+        }
         Format::Zip | Format::Evtx => {
             ctx.error(&format!("{label}: this format needs a seekable file"));
             Flow::Continue

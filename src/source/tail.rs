@@ -41,7 +41,48 @@ struct Tracked {
     pos: StreamPos,
     cursor: Cursor,
     rotated: bool,
+    /// The name cannot be opened now (its permissions changed): followed through the open
+    /// file meanwhile, warned about once.
+    unreadable: bool,
     idle_looks: u32,
+}
+
+impl Tracked {
+    /// Notices that the file's name now holds another file (rotation) or none, from the
+    /// name's device and inode (which `stat` gives even when the file cannot be read), and
+    /// warns once while the name cannot be opened.
+    fn check_name(&mut self, stats: &Stats) {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if crate::checkpoint::identity_key(&meta) == self.key => {}
+            Ok(_) => self.rotate("rotated"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.rotate("removed"),
+            Err(_) => {}
+        }
+        if self.rotated {
+            return;
+        }
+        match File::open(&self.path) {
+            Ok(_) if self.unreadable => {
+                self.unreadable = false;
+                tracing::info!("{}: readable again", self.label);
+            }
+            Err(e) if !self.unreadable => {
+                self.unreadable = true;
+                stats.warnings.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    "{}: cannot be opened now ({e}); following the file already open, and \
+                     trying the name again at every look",
+                    self.label
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn rotate(&mut self, how: &str) {
+        tracing::info!("{}: {how}; reading the old file to its end", self.label);
+        self.rotated = true;
+    }
 }
 
 /// Follows the inputs until `stop` is set, handing records to `emit`.
@@ -64,6 +105,7 @@ pub fn follow(
         checkpoints,
         tracked: Vec::new(),
         seen: HashMap::new(),
+        unopened: HashSet::new(),
     };
     while !stop.load(Relaxed) {
         follower.discover(emit);
@@ -133,20 +175,15 @@ struct Follower<'a> {
     tracked: Vec<Tracked>,
     /// Files already followed or read (tracked, rotated away, or one-shot archives), by key.
     seen: HashMap<String, Identity>,
+    /// Files that match but could not be opened (warned about once).
+    unopened: HashSet<PathBuf>,
 }
 
 impl Follower<'_> {
     /// Notices rotations and files that appeared.
     fn discover(&mut self, emit: &mut dyn FnMut(RawChunk) -> Flow) {
         for t in self.tracked.iter_mut().filter(|t| !t.rotated) {
-            let now = Identity::of_path(&t.path).map(|i| i.key()).ok();
-            if now.as_deref() != Some(t.key.as_str()) {
-                tracing::info!(
-                    "{}: rotated or removed; reading the old file to its end",
-                    t.label
-                );
-                t.rotated = true;
-            }
+            t.check_name(self.stats);
         }
         let mut files = Vec::new();
         for pattern in self.patterns {
@@ -160,8 +197,21 @@ impl Follower<'_> {
             let Location::Path(path) = f.location else {
                 continue;
             };
-            let Ok(file) = File::open(&path) else {
-                continue;
+            let file = match File::open(&path) {
+                Ok(file) => {
+                    self.unopened.remove(&path);
+                    file
+                }
+                Err(e) => {
+                    if self.unopened.insert(path.clone()) {
+                        self.stats.warnings.fetch_add(1, Relaxed);
+                        tracing::warn!(
+                            "{}: cannot be opened ({e}); tried again at every look",
+                            path.display()
+                        );
+                    }
+                    continue;
+                }
             };
             let Ok(identity) = Identity::of_file(&file) else {
                 continue;
@@ -224,11 +274,13 @@ impl Follower<'_> {
             pos,
             cursor,
             rotated: false,
+            unreadable: false,
             idle_looks: 0,
         });
     }
 
-    /// Reads what was appended to tracked file `i`.
+    /// Reads what was appended to tracked file `i`: complete lines only, streamed from the
+    /// file (a line longer than the decode stage's limit is cut there, never held).
     fn look(&mut self, i: usize, emit: &mut dyn FnMut(RawChunk) -> Flow) -> Flow {
         let stats = self.stats;
         let t = &mut self.tracked[i];
@@ -248,30 +300,29 @@ impl Follower<'_> {
             t.idle_looks += 1;
             return Flow::Continue;
         }
-        let want = (len - t.pos.offset).min(MAX_READ);
-        let mut buf = Vec::with_capacity(want as usize);
-        let read = t
-            .file
-            .seek(SeekFrom::Start(t.pos.offset))
-            .and_then(|_| (&mut t.file).take(want).read_to_end(&mut buf));
-        if let Err(e) = read {
-            tracing::error!("{}: read error at byte {}: {e}", t.label, t.pos.offset);
-            return Flow::Continue;
-        }
-        // Only complete lines, unless the file was rotated away and has stopped growing.
-        let complete = match buf.iter().rposition(|b| *b == b'\n') {
-            Some(nl) => nl + 1,
-            None if t.rotated && t.idle_looks >= ROTATED_IDLE_LOOKS => buf.len(),
-            None => {
+        let complete = match complete_lines_end(&mut t.file, t.pos.offset, len) {
+            Ok(Some(end)) => end,
+            // Only complete lines, unless the file was rotated away and has stopped growing.
+            Ok(None) if t.rotated && t.idle_looks >= ROTATED_IDLE_LOOKS => len,
+            Ok(None) => {
                 t.idle_looks += 1;
+                return Flow::Continue;
+            }
+            Err(e) => {
+                tracing::error!("{}: read error at byte {}: {e}", t.label, t.pos.offset);
                 return Flow::Continue;
             }
         };
         t.idle_looks = 0;
+        if let Err(e) = t.file.seek(SeekFrom::Start(t.pos.offset)) {
+            tracing::error!("{}: cannot seek to byte {}: {e}", t.label, t.pos.offset);
+            return Flow::Continue;
+        }
         let ctx = StreamContext::with_cursor(t.id, stats, self.decode, t.cursor)
             .sharded(self.opts.shard)
             .settling_into(self.checkpoints.cloned());
-        let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, &buf[..complete]);
+        let limited = (&mut t.file).take(complete - t.pos.offset);
+        let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, limited);
         let (flow, end) = ctx.lines_to(&mut reader, &t.label, t.pos, emit);
         t.cursor = ctx.cursor.get();
         if let Some(end) = end {
@@ -279,4 +330,29 @@ impl Follower<'_> {
         }
         flow
     }
+}
+
+/// Where the complete lines of `file` between `from` and `len` end (after the last newline of
+/// the first [`MAX_READ`] bytes, or after the first newline beyond them when a line is that
+/// long); `None` without a newline yet. Reads blocks, holding none of them.
+fn complete_lines_end(file: &mut File, from: u64, len: u64) -> std::io::Result<Option<u64>> {
+    let mut block = vec![0u8; 1 << 20];
+    let mut at = from;
+    let mut last = None;
+    file.seek(SeekFrom::Start(from))?;
+    while at < len {
+        let want = ((len - at) as usize).min(block.len());
+        let n = file.read(&mut block[..want])?;
+        if n == 0 {
+            break;
+        }
+        if let Some(nl) = memchr::memrchr(b'\n', &block[..n]) {
+            last = Some(at + nl as u64 + 1);
+        }
+        at += n as u64;
+        if last.is_some() && at - from >= MAX_READ {
+            break;
+        }
+    }
+    Ok(last)
 }

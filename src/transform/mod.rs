@@ -15,6 +15,7 @@
 //! - `@version` is `"1"`; `@timestamp` as [`timestamp`] says;
 //! - with `ecs = true`, Elastic Common Schema fields are added beside the originals ([`ecs`]).
 
+pub mod depth;
 pub mod dialect;
 pub mod ecs;
 pub mod entities;
@@ -149,6 +150,14 @@ impl Encoder {
         // The fast path's list of a record's fields, kept from one record to the next.
         let mut fields = Vec::new();
         for i in 0..raw.lines.len() {
+            if let Some(length) = raw.lines[i].cut {
+                let reason = format!(
+                    "line of {length} bytes is longer than [decode] max_line_bytes; not parsed \
+                     (its first bytes are kept)"
+                );
+                rejected.push(Rejected { line: i, reason });
+                continue;
+            }
             let start = buf.len();
             let line = raw.line(i);
             match self.encode_record(line, raw.lines[i].number, &now, &mut fields, &mut buf) {
@@ -201,6 +210,12 @@ impl Encoder {
     /// `Value`, which the rules work on: 14% faster encoding than serde_json's own reader and
     /// writer, and the same values and bytes (`tests/json_engine.rs`).
     fn document(&self, line: &[u8], now: &str) -> Result<Map<String, Value>, String> {
+        if depth::deeper_than(line, depth::MAX_DEPTH) {
+            return Err(format!(
+                "nested deeper than {} levels of objects and arrays; not parsed",
+                depth::MAX_DEPTH
+            ));
+        }
         let mut doc = match sonic_rs::from_slice::<record::Record>(line) {
             Ok(record::Record::Object(map)) => map,
             Ok(record::Record::Other(kind)) => return Err(format!("not a JSON object but {kind}")),

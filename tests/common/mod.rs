@@ -15,6 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// A port that was free a moment ago on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The engine's URL.
 pub fn es_url() -> String {
     std::env::var("EVTSHIP_TEST_ES_URL").unwrap_or_else(|_| "http://127.0.0.1:19200".into())
@@ -73,15 +82,34 @@ impl TestIndex {
         true
     }
 
-    /// `_count` of the index (0 while it does not exist yet).
+    /// `_count` of the index; the test fails when the index does not exist.
     pub fn count(&self) -> u64 {
+        self.count_if_created()
+            .unwrap_or_else(|| panic!("index {} does not exist", self.name))
+    }
+
+    /// `_count` of the index, 0 while it does not exist yet (for waiting on a run that may
+    /// not have indexed anything so far).
+    pub fn count_so_far(&self) -> u64 {
+        self.count_if_created().unwrap_or(0)
+    }
+
+    /// Whether the index exists.
+    pub fn exists(&self) -> bool {
+        self.count_if_created().is_some()
+    }
+
+    /// `_count` of the index, or `None` when it does not exist.
+    pub fn count_if_created(&self) -> Option<u64> {
         if !self.try_refresh() {
-            return 0;
+            return None;
         }
         let v = self.count_body();
-        v["count"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no count in {v}"))
+        Some(
+            v["count"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no count in {v}")),
+        )
     }
 
     /// The answer of `_count` on the index.
@@ -95,15 +123,22 @@ impl TestIndex {
     }
 
     /// `_count` once the engine has finished what is in flight (two readings a second apart
-    /// agree). Requests of a killed evtship may still be executing in the engine.
+    /// agree). Requests of a killed evtship may still be executing in the engine; the test
+    /// fails when the count still moves after two minutes.
     pub fn settled_count(&self) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let mut last = self.count();
         loop {
-            std::thread::sleep(std::time::Duration::from_millis(1000));
+            std::thread::sleep(Duration::from_millis(1000));
             let now = self.count();
             if now == last {
                 return now;
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: the count still moves after two minutes ({last} then {now})",
+                self.name
+            );
             last = now;
         }
     }
@@ -231,6 +266,16 @@ pub fn evtship(args: &[&str], dir: &Path) -> Run {
 
 /// Like [`evtship`], with extra environment variables.
 pub fn evtship_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Run {
+    evtship_with(args, dir, env, true)
+}
+
+/// Like [`evtship`] but without `--no-progress`: standard error is a pipe, and evtship must
+/// see that itself.
+pub fn evtship_on_a_pipe(args: &[&str], dir: &Path) -> Run {
+    evtship_with(args, dir, &[], false)
+}
+
+fn evtship_with(args: &[&str], dir: &Path, env: &[(&str, &str)], no_progress: bool) -> Run {
     let summary_path = dir.join(format!("summary-{}.json", fastrand_suffix()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_evtship"));
     cmd.current_dir(root())
@@ -242,9 +287,10 @@ pub fn evtship_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Run {
         .env_remove("KIBANA_URL");
     let is_run = args.first() == Some(&"run");
     if is_run {
-        cmd.arg("--summary-json")
-            .arg(&summary_path)
-            .arg("--no-progress");
+        cmd.arg("--summary-json").arg(&summary_path);
+        if no_progress {
+            cmd.arg("--no-progress");
+        }
     }
     for (k, v) in env {
         cmd.env(k, v);

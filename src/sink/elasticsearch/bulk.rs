@@ -23,11 +23,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+/// Bytes reserved at once for a request body.
+const RESERVED_BODY: usize = 4 << 20;
 
 /// Only what evtship reads of a `_bulk` response.
 const FILTER_PATH: &str = "errors,items.*.status,items.*.error";
@@ -64,9 +67,10 @@ struct Batch {
 
 impl Batch {
     fn new(max_bytes: usize, max_events: usize) -> Self {
+        // The default (2 MiB) at once; a larger bound is grown into only when documents come.
         Self {
-            body: Vec::with_capacity(max_bytes),
-            items: Vec::with_capacity(max_events),
+            body: Vec::with_capacity(max_bytes.min(RESERVED_BODY)),
+            items: Vec::with_capacity(max_events.min(RESERVED_BODY / 256)),
         }
     }
 
@@ -147,6 +151,10 @@ pub struct BulkSink {
     /// `None`: retry without limit (tail mode).
     max_retries: Option<u32>,
     limits: RateLimits,
+    /// Set when the run is stopping; retries then end after the shutdown grace.
+    stop: Arc<AtomicBool>,
+    /// When a retry first saw the run stopping.
+    stopping_since: OnceLock<Instant>,
 }
 
 impl BulkSink {
@@ -171,7 +179,25 @@ impl BulkSink {
             settings,
             actions,
             limits,
+            stop: Arc::default(),
+            stopping_since: OnceLock::new(),
         }
+    }
+
+    /// Retries end `shutdown_grace_ms` after `stop` is set: what is still undelivered then is
+    /// left without an outcome, so that nothing acknowledges it.
+    pub fn stopping_with(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Whether the run is stopping and its grace is over.
+    fn grace_is_over(&self) -> bool {
+        if !self.stop.load(Relaxed) {
+            return false;
+        }
+        let since = self.stopping_since.get_or_init(Instant::now);
+        since.elapsed() >= Duration::from_millis(self.settings.shutdown_grace_ms.get() as u64)
     }
 
     /// Sends every chunk received until the channel closes, then waits for every request.
@@ -279,6 +305,15 @@ impl BulkSink {
                 return Ok(());
             };
             attempt += 1;
+            if self.grace_is_over() {
+                tracing::warn!(
+                    "{} records left undelivered at shutdown ({}); they were not acknowledged \
+                     and are sent again by a later run",
+                    retry.items.len(),
+                    retry.cause
+                );
+                return Ok(());
+            }
             if let Some(limit) = self.max_retries.filter(|limit| attempt > *limit) {
                 let reason = format!("gave up after {limit} retries: {}", retry.cause);
                 tracing::error!("{} records: {reason}", retry.items.len());
@@ -299,8 +334,20 @@ impl BulkSink {
                 delay.as_secs_f64(),
                 retry.cause
             );
-            tokio::time::sleep(delay).await;
+            self.pause(delay).await;
             (body, items) = retry_body(&body, retry.items);
+        }
+    }
+
+    /// Waits `delay`, or less once the run stops (to the end of its grace).
+    async fn pause(&self, delay: Duration) {
+        let until = tokio::time::Instant::now() + delay;
+        while tokio::time::Instant::now() < until {
+            if self.grace_is_over() {
+                return;
+            }
+            let step = until - tokio::time::Instant::now();
+            tokio::time::sleep(step.min(Duration::from_millis(250))).await;
         }
     }
 

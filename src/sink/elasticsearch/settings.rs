@@ -91,6 +91,10 @@ pub struct BulkSettings {
     pub max_backoff_ms: NonZeroUsize,
     /// A partial request is sent after waiting this long for more documents (milliseconds).
     pub flush_interval_ms: NonZeroUsize,
+    /// After SIGINT/SIGTERM, records still being retried are given this long (milliseconds)
+    /// to be delivered; then they are left without an outcome (unacknowledged, counted as
+    /// unsettled) and the run ends.
+    pub shutdown_grace_ms: NonZeroUsize,
     /// Send at most this many events per second (shared clusters); unlimited when unset.
     pub max_events_per_second: Option<std::num::NonZeroU32>,
     /// Send at most this many bytes per second (`"2MiB"` or a number); unlimited when unset.
@@ -107,8 +111,63 @@ impl Default for BulkSettings {
             initial_backoff_ms: NonZeroUsize::new(200).expect("non-zero"),
             max_backoff_ms: NonZeroUsize::new(30_000).expect("non-zero"),
             flush_interval_ms: NonZeroUsize::new(200).expect("non-zero"),
+            shutdown_grace_ms: NonZeroUsize::new(30_000).expect("non-zero"),
             max_events_per_second: None,
             max_bytes_per_second: None,
         }
+    }
+}
+
+/// Largest `_bulk` request body: Elasticsearch refuses bodies over its
+/// `http.max_content_length` (100 MB by default).
+pub const MAX_BODY_BYTES: usize = 100 << 20;
+/// Most requests in flight at once.
+pub const MAX_CONCURRENCY: usize = 256;
+/// Most documents in one request.
+pub const MAX_EVENTS: usize = 1_000_000;
+
+impl BulkSettings {
+    /// Checks what the sink would trip on: bounds, and backoffs in order. The error names the
+    /// setting (`bulk.<name>`) and what is wrong.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.max_bytes.0 > MAX_BODY_BYTES {
+            return Err((
+                "bulk.max_bytes",
+                format!(
+                    "{} bytes is more than {MAX_BODY_BYTES} (100MiB): Elasticsearch refuses \
+                     larger requests (http.max_content_length), and each request in flight \
+                     holds its body",
+                    self.max_bytes.0
+                ),
+            ));
+        }
+        if self.concurrency.get() > MAX_CONCURRENCY {
+            return Err((
+                "bulk.concurrency",
+                format!(
+                    "{} requests in flight is more than {MAX_CONCURRENCY}",
+                    self.concurrency
+                ),
+            ));
+        }
+        if self.max_events.get() > MAX_EVENTS {
+            return Err((
+                "bulk.max_events",
+                format!(
+                    "{} documents per request is more than {MAX_EVENTS}",
+                    self.max_events
+                ),
+            ));
+        }
+        if self.initial_backoff_ms > self.max_backoff_ms {
+            return Err((
+                "bulk.initial_backoff_ms",
+                format!(
+                    "{} ms is more than max_backoff_ms ({} ms)",
+                    self.initial_backoff_ms, self.max_backoff_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -12,7 +12,6 @@ Usage: fidelity.py DIR ES_URL INDEX SUMMARY_JSON   (run evtship first; see scrip
        fidelity.py --expected DIR                  (print the independent counts only)
 """
 import collections
-import gzip
 import io
 import json
 import os
@@ -20,19 +19,34 @@ import sys
 import tarfile
 import urllib.request
 import zipfile
+import zlib
 
 JSON_EXT = (".json", ".ndjson", ".jsonl", ".log")
 MISSING = "__missing__"  # the bucket of documents without the field
 
 
 def channel_and_id(d):
-    channel = d.get("Channel") or d.get("log_name")
-    if channel is None and isinstance(d.get("winlog"), dict):
-        channel = d["winlog"].get("channel")
-    eid = d.get("EventID", d.get("event_id"))
+    """Channel and EventID as each dialect writes them: NXLog/PowerShell/Azure, Winlogbeat 6.x
+    (log_name, event_id), Winlogbeat 7+ and Elastic Agent (winlog.channel, winlog.event_id, or
+    event.code)."""
+    winlog = d.get("winlog") if isinstance(d.get("winlog"), dict) else {}
+    event = d.get("event") if isinstance(d.get("event"), dict) else {}
+    channel = d.get("Channel") or d.get("log_name") or winlog.get("channel")
+    eid = d.get("EventID", d.get("event_id", winlog.get("event_id", event.get("code"))))
     if isinstance(eid, str) and eid.strip().isdigit():
         eid = int(eid)
     return channel, eid
+
+
+def gunzip(raw):
+    """Every gzip member of `raw`; bytes after the last one that start no member are ignored
+    (the upstream OTRF .tar.gz files end with one stray byte)."""
+    out = []
+    while raw[:2] == b"\x1f\x8b":
+        d = zlib.decompressobj(wbits=31)
+        out.append(d.decompress(raw))
+        raw = d.unused_data
+    return b"".join(out)
 
 
 def json_lines(stream):
@@ -46,7 +60,7 @@ def records_of_json_file(path):
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] == b"\x1f\x8b":
-        data = gzip.GzipFile(path).read()  # trailing garbage after the stream is ignored
+        data = gunzip(open(path, "rb").read())
         if len(data) > 262 and data[257:262] == b"ustar":
             with tarfile.open(fileobj=io.BytesIO(data)) as t:
                 for m in t.getmembers():

@@ -93,6 +93,7 @@ fn test_data_gives_the_same_documents_both_ways() {
     let mut files = Vec::new();
     json_files(&common::data("otrf"), &mut files);
     json_files(&common::data("pitfalls"), &mut files);
+    json_files(&common::data("winlogbeat8"), &mut files);
     if let Ok(extra) = std::env::var("EVTSHIP_FAST_PATH_DATA") {
         json_files(Path::new(&extra), &mut files);
     }

@@ -4,6 +4,8 @@
 //! - **NXLog** (NXLog `im_msvistalog` → Logstash): `SourceModuleType`, `EventReceivedTime`, or
 //!   `Hostname` with `RecordNumber`. Already flat; top-level string values are XML-unescaped.
 //! - **PowerShell export**: `TimeCreated` and `Hostname`, no `RecordNumber`.
+//! - **Winlogbeat 7, 8, 9 and Elastic Agent**: the ECS `winlog` object ([`winlog`] has its
+//!   rules).
 //! - **Winlogbeat 6.x**: `event_data`/`log_name`/`computer_name`.
 //! - **Azure Log Analytics**: `EventData` as a JSON string, with `TimeGenerated` or `TenantId`.
 //! - **evtx**: what evtship's own `.evtx` reader writes (NXLog-shaped already).
@@ -35,6 +37,7 @@
 //!    `Opcode` (`.evtx`) is `OpcodeValue`, as in NXLog, whose `Opcode` is the name.
 
 pub mod evtx;
+pub mod winlog;
 
 use super::fields::Fields;
 use serde::Deserialize;
@@ -53,6 +56,8 @@ pub enum Dialect {
     Powershell,
     /// Winlogbeat 6.x.
     Winlogbeat,
+    /// Winlogbeat 7, 8 and 9, and Elastic Agent: the ECS `winlog.*` shape ([`winlog`]).
+    Winlog,
     /// Azure Log Analytics.
     Azure,
 }
@@ -134,7 +139,9 @@ impl Dialect {
 /// Finds the dialect of one record.
 pub fn detect<D: Fields + ?Sized>(doc: &D) -> Dialect {
     let has = |k: &str| doc.has(k);
-    if has("event_data") || (has("log_name") && has("computer_name")) {
+    if has("winlog") {
+        Dialect::Winlog
+    } else if has("event_data") || (has("log_name") && has("computer_name")) {
         Dialect::Winlogbeat
     } else if doc.str("EventData").is_some() && (has("TimeGenerated") || has("TenantId")) {
         Dialect::Azure
@@ -152,6 +159,8 @@ pub fn normalise(doc: &mut Map<String, Value>, forced: Dialect) {
     let dialect = forced.of(doc);
     match dialect {
         Dialect::Winlogbeat => winlogbeat(doc),
+        Dialect::Winlog if winlog::is_winlog(doc) => winlog::normalise(doc),
+        Dialect::Winlog => {}
         Dialect::Azure => azure(doc),
         Dialect::Nxlog | Dialect::Powershell | Dialect::Auto => {}
     }

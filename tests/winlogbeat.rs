@@ -133,7 +133,8 @@ fn winlogbeat_8_events_share_one_index_with_every_other_export() {
     // The envelope under the names the other dialects use, as integers where they are numbers.
     let hit = index.search(
         json!({"size": 1, "query": {"bool": {"filter": [from_winlogbeat,
-        {"term": {"EventID": 13}}, {"exists": {"field": "registry_path"}}]}}}),
+        {"term": {"EventID": 13}}, {"exists": {"field": "registry_path"}},
+        {"exists": {"field": "Message"}}]}}}),
     );
     let doc = &hit["hits"]["hits"][0]["_source"];
     for key in [

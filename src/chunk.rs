@@ -51,6 +51,34 @@ pub struct RawChunk {
     pub order: u64,
     /// What the source does once every record has an outcome (given at hand-over).
     pub ack: Ack,
+    /// Whether a record's place in its stream is part of its identity (files: two
+    /// byte-identical lines are two events), or only its content is (records pushed by a
+    /// sender, which may send them again in other windows or requests).
+    pub identity: Identity,
+    /// Where each record asked to go (one per line, or none): a `_bulk` client's action.
+    pub routes: Vec<Route>,
+}
+
+/// What makes the id of a record without a Windows record identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// Its bytes and its line number in its stream.
+    #[default]
+    Position,
+    /// Its bytes alone.
+    Content,
+}
+
+/// The action a `_bulk` client gave a record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    /// The index it named, when the pipeline lets clients name it.
+    pub index: Option<String>,
+    /// The id it named.
+    pub id: Option<String>,
+    /// `index` (create or overwrite) rather than `create` (the default: a record present is
+    /// a duplicate).
+    pub overwrite: bool,
 }
 
 impl RawChunk {
@@ -64,7 +92,14 @@ impl RawChunk {
             end: StreamPos::default(),
             order: 0,
             ack: Ack::default(),
+            identity: Identity::Position,
+            routes: Vec::new(),
         }
+    }
+
+    /// The route of line `i`, when records carry routes.
+    pub fn route(&self, i: usize) -> Option<&Route> {
+        self.routes.get(i)
     }
 
     /// Appends one record given as a whole (not read from lines), numbered `number`.

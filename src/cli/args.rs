@@ -34,6 +34,11 @@ pub struct SourceArgs {
     /// replaces the pipeline's inputs.
     #[arg(long = "input", value_name = "PATH_OR_GLOB")]
     pub inputs: Vec<String>,
+    /// Listen for senders: beats://HOST:PORT (Winlogbeat, Filebeat, Elastic Agent) or
+    /// http://HOST:PORT (NDJSON, JSON arrays, Elasticsearch's _bulk); repeatable; the run
+    /// lasts until SIGINT/SIGTERM.
+    #[arg(long = "listen", value_name = "URI")]
+    pub listen: Vec<String>,
     /// Engine URL (user and password may be in it).
     #[arg(long, env = "ES_URL")]
     pub es_url: Option<String>,
@@ -181,6 +186,7 @@ pub enum CheckpointAction {
 pub fn overrides(s: SourceArgs) -> Overrides {
     Overrides {
         inputs: s.inputs,
+        listen: s.listen,
         es_url: s.es_url,
         index: s.index,
         output: s.output,

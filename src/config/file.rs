@@ -126,6 +126,9 @@ pub struct PipelineFile {
     /// Framing of records.
     #[serde(default)]
     pub decode: crate::decode::DecodeSettings,
+    /// Listeners: `[[listen]]` tables.
+    #[serde(default)]
+    pub listen: Vec<crate::source::listen::settings::ListenSection>,
     /// Record to document rules.
     #[serde(default)]
     pub transform: TransformSection,

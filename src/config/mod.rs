@@ -58,6 +58,8 @@ pub enum ConfigError {
 pub struct Overrides {
     /// Replaces the file's inputs when not empty.
     pub inputs: Vec<String>,
+    /// `--listen URI`: replaces the file's listeners when not empty.
+    pub listen: Vec<String>,
     /// `--es-url` or `ES_URL`.
     pub es_url: Option<String>,
     /// `--index`.
@@ -124,6 +126,8 @@ pub struct Pipeline {
     pub transform: crate::transform::Settings,
     /// Framing of records.
     pub decode: crate::decode::DecodeSettings,
+    /// Listeners (`--listen`, `[[listen]]`).
+    pub listen: Vec<crate::source::listen::ListenSettings>,
     /// This process's share of the records, when a backfill is split across processes.
     pub shard: Option<Shard>,
 }
@@ -137,6 +141,12 @@ impl Pipeline {
     /// The index template name.
     pub fn template_name(&self) -> String {
         self.template.name_for(&self.index)
+    }
+
+    /// Whether the run lasts until a signal (tailing files, or listening), retrying the
+    /// engine without limit meanwhile.
+    pub fn is_live(&self) -> bool {
+        self.mode == Mode::Tail || !self.listen.is_empty()
     }
 
     /// Where the documents go, for messages and the summary.

@@ -9,6 +9,8 @@ use super::{
 };
 use crate::sink::dlq::DeadLetter;
 use crate::sink::elasticsearch::EsSettings;
+use crate::source::listen::settings::ListenSection;
+use crate::source::listen::ListenSettings;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,10 +26,13 @@ impl Pipeline {
         } else {
             ov.inputs.clone()
         };
-        if inputs.is_empty() && !ov.no_inputs_needed {
+        let listen = listeners_of(&ov, file.listen)?;
+        if inputs.is_empty() && listen.is_empty() && !ov.no_inputs_needed {
             return Err(ConfigError::Invalid {
                 field: "inputs",
-                message: "no inputs: list them in the pipeline file or pass --input".into(),
+                message: "no inputs: list them in the pipeline file or pass --input \
+                          (or --listen URI)"
+                    .into(),
             });
         }
         let output = match &ov.output {
@@ -63,6 +68,7 @@ impl Pipeline {
             shard: ov.shard,
             transform,
             decode: file.decode,
+            listen,
             mode: if ov.tail { Mode::Tail } else { file.mode },
             cache_dir: ov
                 .cache_dir
@@ -82,6 +88,28 @@ impl Pipeline {
             bulk: file.bulk,
             dead_letter,
         })
+    }
+}
+
+/// The listeners: `--listen` URIs, else the file's `[[listen]]` tables.
+fn listeners_of(
+    ov: &Overrides,
+    tables: Vec<ListenSection>,
+) -> Result<Vec<ListenSettings>, ConfigError> {
+    let invalid = |e: crate::source::listen::ListenError| ConfigError::Invalid {
+        field: "listen",
+        message: crate::redact::text(&e.to_string()),
+    };
+    if ov.listen.is_empty() {
+        tables
+            .into_iter()
+            .map(|t| ListenSettings::from_section(t).map_err(invalid))
+            .collect()
+    } else {
+        ov.listen
+            .iter()
+            .map(|u| ListenSettings::from_uri(u).map_err(invalid))
+            .collect()
     }
 }
 

@@ -17,11 +17,13 @@ mod workers;
 pub use report::{Exit, Report, RunError};
 
 use crate::checkpoint::Checkpoints;
+use crate::common::InputId;
 use crate::config::{Mode, OutputTarget, Pipeline};
 use crate::exporter::{Exporter, QueueProbe};
 use crate::metrics::Stats;
 use crate::sink::dlq::DeadLetter;
 use crate::sink::Accounting;
+use crate::source::listen::{Bound, Intake};
 use crate::source::{self, InputFile};
 use sinks::Sink;
 use std::io::IsTerminal;
@@ -60,6 +62,8 @@ impl RunOptions {
 /// What a run needs before anything is read.
 struct Built {
     inputs: Vec<InputFile>,
+    /// Listeners, bound, with their input ids.
+    listeners: Vec<(Bound, InputId)>,
     sink: Sink,
     checkpoints: Option<Arc<Checkpoints>>,
     acct: Arc<Accounting>,
@@ -70,6 +74,7 @@ struct Running {
     acct: Arc<Accounting>,
     checkpoints: Option<Arc<Checkpoints>>,
     workers: workers::Workers,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
     sink: tokio::task::JoinHandle<Result<(), RunError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
     progress: Option<crate::progress::ProgressTask>,
@@ -88,7 +93,7 @@ pub async fn run(p: &Pipeline, opts: RunOptions) -> Result<Report, RunError> {
 /// Resolves the inputs, connects the sink and opens the checkpoints.
 async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
     // In tail mode inputs are found while following (they may not exist yet).
-    let inputs = if p.mode == Mode::Tail {
+    let inputs = if p.mode == Mode::Tail || p.inputs.is_empty() {
         Vec::new()
     } else {
         let (inputs, unmatched) = source::resolve_until(&p.inputs, &opts.stop)?;
@@ -100,6 +105,10 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
         }
         inputs
     };
+    let mut bound = Vec::new();
+    for l in &p.listen {
+        bound.push(Bound::bind(l.clone()).await?);
+    }
     let sink = sinks::connect(p, &opts.stop).await?;
     // Positions are kept for deliveries to the engine; a file output is written anew each run.
     let checkpoints = match p.output {
@@ -127,12 +136,20 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
                 .store(size, std::sync::atomic::Ordering::Relaxed);
         }
     }
+    let listeners = bound
+        .into_iter()
+        .map(|b| {
+            let id = stats.add_input(b.label());
+            (b, id)
+        })
+        .collect();
     let acct = Arc::new(Accounting {
-        stats,
+        stats: Arc::new(stats),
         dlq: DeadLetter::new(&p.dead_letter),
     });
     Ok(Built {
         inputs,
+        listeners,
         sink,
         checkpoints,
         acct,
@@ -144,11 +161,28 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
 async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running, RunError> {
     let Built {
         inputs,
+        listeners,
         sink,
         checkpoints,
         acct,
     } = built;
-    let (workers, enc_rx) = workers::start(p, opts, inputs, &acct, checkpoints.clone());
+    let started = workers::start(p, opts, inputs, &acct, checkpoints.clone());
+    let (workers, enc_rx) = (started.workers, started.encoded);
+    let intake = Intake {
+        tx: started.listeners,
+        stats: acct.stats.clone(),
+        order: started.order,
+        stop: stop_watch(opts.stop.clone()),
+    };
+    let grace = Duration::from_millis(p.bulk.shutdown_grace_ms.get() as u64);
+    let listeners = listeners
+        .into_iter()
+        .map(|(bound, id)| {
+            let (intake, index) = (intake.clone(), p.index.to_string());
+            tokio::spawn(async move { bound.serve(intake, id, grace, &index).await })
+        })
+        .collect();
+    drop(intake);
     let mut background = Vec::new();
     if let Some(addr) = opts.metrics_addr {
         let bound = Exporter::bind(addr)
@@ -171,10 +205,26 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         acct,
         checkpoints,
         workers,
+        listeners,
         sink,
         background,
         progress,
     })
+}
+
+/// The stop flag as a watch that async tasks (listeners) can wait on.
+fn stop_watch(stop: Arc<AtomicBool>) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(stop.load(Ordering::Relaxed));
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 /// Writes the checkpoints every [`CHECKPOINT_INTERVAL`] until aborted.
@@ -195,11 +245,17 @@ async fn finish(p: &Pipeline, stop: &AtomicBool, running: Running) -> Report {
         acct,
         checkpoints,
         workers,
+        listeners,
         sink,
         background,
         progress,
     } = running;
+    // The sink ends once every source is done: the reader, and the listeners (which end after
+    // a stop, once what they received is settled and answered).
     let mut result = sink.await.expect("the sink panicked");
+    for l in listeners {
+        let _ = l.await;
+    }
     for task in background {
         task.abort();
     }

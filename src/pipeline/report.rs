@@ -60,6 +60,9 @@ pub enum RunError {
     /// Checkpoints could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A listener could not be set up.
+    #[error(transparent)]
+    Listen(#[from] crate::source::listen::ListenError),
     /// The metrics address could not be bound.
     #[error("cannot serve metrics on {addr}")]
     Metrics {
@@ -76,7 +79,11 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Self::Config(_) | Self::Inputs(_) | Self::NothingToRead(_) | Self::Metrics { .. }
+            Self::Config(_)
+                | Self::Inputs(_)
+                | Self::NothingToRead(_)
+                | Self::Metrics { .. }
+                | Self::Listen(_)
         )
     }
 

@@ -1,7 +1,7 @@
 //! The sink of a run: the engine (connected, its template installed) or a file.
 
 use super::RunError;
-use crate::config::{Mode, OutputTarget, Pipeline};
+use crate::config::{OutputTarget, Pipeline};
 use crate::sink::elasticsearch::template::{self, Wanted};
 use crate::sink::elasticsearch::{BulkSink, EsClient};
 use crate::sink::file::{self, FileFormat};
@@ -41,7 +41,7 @@ pub(super) async fn connect(p: &Pipeline, stop: &Arc<AtomicBool>) -> Result<Sink
                 let name = template::install(&client, &p.index, &p.template, wanted, &info).await?;
                 tracing::info!("index template {name} installed for index {}", p.index);
             }
-            let sink = BulkSink::new(client, p.bulk.clone(), actions, p.mode == Mode::Tail)
+            let sink = BulkSink::new(client, p.bulk.clone(), actions, p.is_live())
                 .stopping_with(stop.clone());
             Sink::Engine(Box::new(sink))
         }

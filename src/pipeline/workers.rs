@@ -10,7 +10,7 @@ use crate::exporter::QueueProbe;
 use crate::sink::Accounting;
 use crate::source::{self, InputFile};
 use crate::transform::{EncodedChunk, Encoder};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -57,12 +57,21 @@ pub(super) fn start(
     inputs: Vec<InputFile>,
     acct: &Arc<Accounting>,
     checkpoints: Option<Arc<Checkpoints>>,
-) -> (Workers, flume::Receiver<EncodedChunk>) {
+) -> Started {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (raw_tx, raw_rx) = flume::bounded::<RawChunk>(threads * 2);
     let (enc_tx, enc_rx) = flume::bounded::<EncodedChunk>(p.bulk.concurrency.get() * 2);
     let (raw, encoded) = (raw_tx.downgrade(), enc_tx.downgrade());
-    let reader = spawn_reader(p, opts, inputs, acct.clone(), checkpoints, threads, raw_tx);
+    let order = Arc::new(AtomicU64::new(0));
+    let listeners = raw_tx.clone();
+    let source = Source {
+        inputs,
+        acct: acct.clone(),
+        checkpoints,
+        threads,
+        order: order.clone(),
+    };
+    let reader = spawn_reader(p, opts, source, raw_tx);
     let encoder = Encoder::new(p.transform).with_times(p.index.is_dated());
     let parsers = (0..threads)
         .map(|i| {
@@ -85,19 +94,50 @@ pub(super) fn start(
         raw,
         encoded,
     };
-    (workers, enc_rx)
+    Started {
+        workers,
+        encoded: enc_rx,
+        listeners,
+        order,
+    }
+}
+
+/// What [`start`] gives the rest of the run.
+pub(super) struct Started {
+    /// The threads.
+    pub workers: Workers,
+    /// Encoded chunks, for the sink.
+    pub encoded: flume::Receiver<EncodedChunk>,
+    /// The queue of raw chunks, for listeners (the run's end waits until every sender of it
+    /// is gone).
+    pub listeners: flume::Sender<RawChunk>,
+    /// The next chunk's place in reading order, shared by every source.
+    pub order: Arc<AtomicU64>,
+}
+
+/// The file side of the reader.
+struct Source {
+    inputs: Vec<InputFile>,
+    acct: Arc<Accounting>,
+    checkpoints: Option<Arc<Checkpoints>>,
+    threads: usize,
+    order: Arc<AtomicU64>,
 }
 
 /// The reader: every input in turn (or, tailing, every file that matches until stopped).
 fn spawn_reader(
     p: &Pipeline,
     opts: &RunOptions,
-    inputs: Vec<InputFile>,
-    acct: Arc<Accounting>,
-    checkpoints: Option<Arc<Checkpoints>>,
-    threads: usize,
+    source: Source,
     raw_tx: flume::Sender<RawChunk>,
 ) -> JoinHandle<bool> {
+    let Source {
+        inputs,
+        acct,
+        checkpoints,
+        threads,
+        order,
+    } = source;
     let read_opts = source::ReadOptions {
         cache_dir: p.cache_dir.clone(),
         from_start: opts.from_start,
@@ -114,13 +154,11 @@ fn spawn_reader(
     std::thread::Builder::new()
         .name("evtship-read".into())
         .spawn(move || {
-            let mut order = 0u64;
             let mut emit = |mut chunk: RawChunk| {
                 if stop.load(Relaxed) {
                     return Flow::Stop;
                 }
-                chunk.order = order;
-                order += 1;
+                chunk.order = order.fetch_add(1, Relaxed);
                 match raw_tx.send(chunk) {
                     Ok(()) => Flow::Continue,
                     Err(_) => Flow::Stop,

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 #[derive(Debug)]
 pub struct Accounting {
     /// Counters.
-    pub stats: Stats,
+    pub stats: std::sync::Arc<Stats>,
     /// Dead letter queue.
     pub dlq: DeadLetter,
 }

@@ -2,6 +2,7 @@
 //! `{"create":{"_index":"<index>","_id":"<id>"}}`. Documents are sent with `create`, so a record
 //! already indexed is answered 409 (a duplicate) and never overwritten.
 
+use crate::chunk::Route;
 use crate::common::IndexName;
 use crate::transform::EncodedDoc;
 
@@ -39,6 +40,9 @@ impl Actions {
 
     /// The index a document goes to.
     pub fn index_of(&self, doc: &EncodedDoc) -> String {
+        if let Some(index) = doc.route.as_ref().and_then(|r| r.index.as_ref()) {
+            return index.clone();
+        }
         match &self.fixed_prefix {
             Some(_) => self.index.as_str().to_owned(),
             None => self
@@ -49,12 +53,34 @@ impl Actions {
 
     /// Appends the action line of `doc`, newline included.
     pub fn write(&self, doc: &EncodedDoc, out: &mut Vec<u8>) {
+        if let Some(route) = &doc.route {
+            return self.write_routed(doc, route, out);
+        }
         match &self.fixed_prefix {
             Some(p) => out.extend_from_slice(p),
             None => out.extend_from_slice(&prefix(&self.index_of(doc))),
         }
         out.extend_from_slice(doc.id.as_str().as_bytes());
         out.extend_from_slice(b"\"}}\n");
+    }
+
+    /// The action line a `_bulk` client asked for: its op, its index (when allowed), its id.
+    fn write_routed(&self, doc: &EncodedDoc, route: &Route, out: &mut Vec<u8>) {
+        let op = if route.overwrite { "index" } else { "create" };
+        let action = serde_json::json!({ op: {
+            "_index": self.index_of(doc),
+            "_id": route.id.as_deref().unwrap_or(doc.id.as_str()),
+        }});
+        serde_json::to_writer(&mut *out, &action).expect("a JSON value serialises");
+        out.push(b'\n');
+    }
+
+    /// The id a document is sent under (its client's, or its stable one).
+    pub fn id_of<'d>(&self, doc: &'d EncodedDoc) -> &'d str {
+        doc.route
+            .as_ref()
+            .and_then(|r| r.id.as_deref())
+            .unwrap_or(doc.id.as_str())
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`resume`]: where an input starts again, from its checkpoint;
 //! - [`settle`]: a file's side of the acknowledgement model: its checkpoint advances past the
 //!   longest prefix of its chunks that are settled;
-//! - [`tail`]: following growing files; [`url`]: the download cache; [`shard`]: `--shard I/N`.
+//! - [`tail`]: following growing files; [`url`]: the download cache; [`shard`]: `--shard I/N`;
+//! - [`listen`]: sources that are sent to (Beats, HTTP), whose senders are answered once the
+//!   engine has answered for their records.
 //!
 //! A source never frames records: the pipeline gives it a [`Decode`] (the decode stage) that
 //! turns each stream's bytes into chunks, and the source numbers the chunks, skips what was
@@ -17,6 +19,7 @@
 mod archive;
 mod context;
 mod gzip;
+pub mod listen;
 mod read;
 mod resolve;
 mod resume;

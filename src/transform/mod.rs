@@ -27,7 +27,7 @@ mod record;
 mod scan;
 pub mod timestamp;
 
-use crate::chunk::RawChunk;
+use crate::chunk::{Identity, RawChunk, Route};
 use chrono::{DateTime, Utc};
 use fields::Fields;
 use id::DocId;
@@ -53,6 +53,8 @@ pub struct EncodedDoc {
     pub id: DocId,
     /// Its `@timestamp`, when the encoder was asked for times (indices named by date).
     pub time: Option<DateTime<Utc>>,
+    /// Where its sender asked it to go (a `_bulk` client's action), if anywhere.
+    pub route: Option<Route>,
 }
 
 /// A record that could not become a document.
@@ -160,12 +162,18 @@ impl Encoder {
             }
             let start = buf.len();
             let line = raw.line(i);
-            match self.encode_record(line, raw.lines[i].number, &now, &mut fields, &mut buf) {
+            // A record pushed by a sender is known by its content (see `chunk::Identity`).
+            let number = match raw.identity {
+                Identity::Position => raw.lines[i].number,
+                Identity::Content => 0,
+            };
+            match self.encode_record(line, number, &now, &mut fields, &mut buf) {
                 Ok((id, time)) => docs.push(EncodedDoc {
                     line: i,
                     doc: start..buf.len(),
                     id,
                     time,
+                    route: raw.route(i).cloned(),
                 }),
                 Err(reason) => {
                     buf.truncate(start);

@@ -1,9 +1,14 @@
-//! Counters kept while a pipeline runs, and the summary printed at its end.
+//! Counters kept while a pipeline runs ([`Stats`]), of listeners ([`listeners`]), and the
+//! summary printed at its end ([`summary`]).
+
+mod listeners;
+mod summary;
+
+pub use listeners::{ListenerCounters, ListenerSummary};
+pub use summary::{InputSummary, Summary};
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -49,6 +54,7 @@ pub struct Stats {
     pub bulk_in_flight: AtomicU64,
     /// `_bulk` requests in a row that found no engine (0 after any answer); for health.
     pub engine_failures: AtomicU64,
+    listeners: RwLock<Vec<(String, Arc<ListenerCounters>)>>,
     started: Instant,
 }
 
@@ -67,6 +73,7 @@ impl Stats {
             bulk_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             bulk_in_flight: AtomicU64::new(0),
             engine_failures: AtomicU64::new(0),
+            listeners: RwLock::new(Vec::new()),
             started: Instant::now(),
         }
     }
@@ -112,6 +119,27 @@ impl Stats {
         let mut inputs = self.inputs.write().unwrap_or_else(|e| e.into_inner());
         inputs.push((label, Arc::new(InputCounters::default())));
         inputs.len() - 1
+    }
+
+    /// The counters of the listener named `label` (made on first use).
+    pub fn listener(&self, label: &str) -> Arc<ListenerCounters> {
+        let mut all = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = all.iter().find(|(l, _)| l == label) {
+            return c.clone();
+        }
+        let c = Arc::new(ListenerCounters::default());
+        all.push((label.to_owned(), c.clone()));
+        c
+    }
+
+    /// Every listener's counters now.
+    pub fn listener_summaries(&self) -> Vec<ListenerSummary> {
+        self.listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(l, c)| c.summary(l))
+            .collect()
     }
 
     /// Time since the run started.
@@ -177,6 +205,7 @@ impl Stats {
             output: String::new(),
             dead_letter_path: None,
             inputs,
+            listeners: self.listener_summaries(),
         }
     }
 }
@@ -186,165 +215,5 @@ fn rate(amount: f64, seconds: f64) -> f64 {
         (amount / seconds * 10.0).round() / 10.0
     } else {
         0.0
-    }
-}
-
-/// Per-input part of the summary.
-#[derive(Debug, Clone, Serialize)]
-pub struct InputSummary {
-    /// The input as resolved (a file path).
-    pub input: String,
-    /// Records read.
-    pub events_read: u64,
-    /// Documents created.
-    pub events_indexed: u64,
-    /// Documents already present.
-    pub duplicates: u64,
-    /// Records dead-lettered.
-    pub dead_lettered: u64,
-    /// Records neither delivered nor dead-lettered (the dead letter file failed, or the run
-    /// aborted).
-    pub failed: u64,
-    /// Records read that have no outcome (yet, or at the end of an interrupted run: a later run
-    /// reads them again).
-    pub unsettled: u64,
-    /// Decoded bytes read.
-    pub bytes_read: u64,
-    /// Unreadable parts of the input.
-    pub input_errors: u64,
-}
-
-/// What a run did; written with `--summary-json` and printed as a table.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// Records read from every input.
-    pub events_read: u64,
-    /// Documents newly created (or written, for file outputs).
-    pub events_indexed: u64,
-    /// Documents already present in the index.
-    pub duplicates: u64,
-    /// Records written to the dead letter queue.
-    pub dead_lettered: u64,
-    /// Records neither delivered nor dead-lettered (the dead letter file failed, or the run
-    /// aborted).
-    pub failed: u64,
-    /// Records read without an outcome when the run ended: a signal stopped it before the
-    /// engine answered for them; nothing was acknowledged for them, and a later run (or the
-    /// sender) sends them again.
-    pub unsettled: u64,
-    /// Whether a signal stopped the run before it was done (exit code 4).
-    pub interrupted: bool,
-    /// Decoded bytes read.
-    pub bytes_read: u64,
-    /// Parts of inputs that could not be read.
-    pub input_errors: u64,
-    /// Warnings that lost nothing.
-    pub warnings: u64,
-    /// Retried requests and items.
-    pub retries: u64,
-    /// Wall time of the run.
-    pub elapsed_seconds: f64,
-    /// Records read per second.
-    pub events_per_second: f64,
-    /// Decoded megabytes (10^6) read per second.
-    pub megabytes_per_second: f64,
-    /// Where the documents went.
-    pub output: String,
-    /// The dead letter file, when anything was written to it.
-    pub dead_letter_path: Option<String>,
-    /// Per-input figures.
-    pub inputs: Vec<InputSummary>,
-}
-
-impl Summary {
-    /// Writes the human-readable table.
-    pub fn write_table(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let width = self
-            .inputs
-            .iter()
-            .map(|i| i.input.chars().count())
-            .max()
-            .unwrap_or(5)
-            .clamp(5, 60);
-        writeln!(
-            out,
-            "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>6}",
-            "input", "read", "indexed", "duplicate", "dead", "failed", "unsettled", "errors"
-        )?;
-        let row = |out: &mut dyn Write, name: &str, i: &InputSummary| {
-            let shown: String = if name.chars().count() > width {
-                let skip = name.chars().count() - width + 1;
-                format!("…{}", name.chars().skip(skip).collect::<String>())
-            } else {
-                name.to_owned()
-            };
-            writeln!(
-                out,
-                "{:<width$} {:>10} {:>10} {:>10} {:>8} {:>6} {:>9} {:>6}",
-                shown,
-                i.events_read,
-                i.events_indexed,
-                i.duplicates,
-                i.dead_lettered,
-                i.failed,
-                i.unsettled,
-                i.input_errors
-            )
-        };
-        for i in &self.inputs {
-            row(out, &i.input, i)?;
-        }
-        if self.inputs.len() > 1 {
-            let total = InputSummary {
-                input: "total".into(),
-                events_read: self.events_read,
-                events_indexed: self.events_indexed,
-                duplicates: self.duplicates,
-                dead_lettered: self.dead_lettered,
-                failed: self.failed,
-                unsettled: self.unsettled,
-                bytes_read: self.bytes_read,
-                input_errors: self.input_errors,
-            };
-            row(out, "total", &total)?;
-        }
-        writeln!(
-            out,
-            "{} events, {:.1} MB in {:.2} s ({:.0} events/s, {:.1} MB/s) to {}; {} retries, {} warnings",
-            self.events_read,
-            self.bytes_read as f64 / 1e6,
-            self.elapsed_seconds,
-            self.events_per_second,
-            self.megabytes_per_second,
-            self.output,
-            self.retries,
-            self.warnings
-        )?;
-        if self.interrupted {
-            writeln!(
-                out,
-                "interrupted before the end: {} records read have no outcome and were not \
-                 acknowledged; running again resumes where the acknowledged records stop",
-                self.unsettled
-            )?;
-        }
-        if let Some(path) = &self.dead_letter_path {
-            writeln!(
-                out,
-                "{} records dead-lettered to {path} (one JSON line each, with the reason)",
-                self.dead_lettered
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Whether every record read is accounted for by exactly one outcome (or none yet).
-    pub fn adds_up(&self) -> bool {
-        self.events_read
-            == self.events_indexed
-                + self.duplicates
-                + self.dead_lettered
-                + self.failed
-                + self.unsettled
     }
 }

@@ -1,0 +1,113 @@
+//! Counters of listeners: connections, windows and requests, ACKs, keep-alives, and refusals by
+//! cause (oversize frames, protocol errors, TLS, authentication, too many connections, idle).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Counters of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    /// Connections accepted (TLS handshake done).
+    pub connections: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Beats windows (or HTTP requests) received whole.
+    pub windows: AtomicU64,
+    /// Windows ACKed (or requests answered) once their records were settled.
+    pub acks: AtomicU64,
+    /// Keep-alive ACKs sent while windows waited for the engine.
+    pub keepalives: AtomicU64,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl ListenerCounters {
+    /// A connection opened.
+    pub fn opened(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        self.open.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+
+    /// A connection, frame or request refused because of `cause`.
+    pub fn refused(&self, cause: &'static str) {
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cause)
+            .or_default() += 1;
+    }
+
+    /// Refusals by cause.
+    pub fn refusals(&self) -> BTreeMap<&'static str, u64> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The figures now, under the listener's name.
+    pub fn summary(&self, label: &str) -> ListenerSummary {
+        ListenerSummary {
+            listener: label.to_owned(),
+            connections: self.connections.load(Relaxed),
+            windows: self.windows.load(Relaxed),
+            acks: self.acks.load(Relaxed),
+            keepalives: self.keepalives.load(Relaxed),
+            refused: self
+                .refusals()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+}
+
+/// Per-listener part of the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerSummary {
+    /// The listener (`beats://0.0.0.0:5044`).
+    pub listener: String,
+    /// Connections accepted.
+    pub connections: u64,
+    /// Windows (Beats) or requests (HTTP) received whole.
+    pub windows: u64,
+    /// Windows ACKed or requests answered after their records settled.
+    pub acks: u64,
+    /// Keep-alive ACKs sent.
+    pub keepalives: u64,
+    /// Refusals by cause.
+    pub refused: BTreeMap<String, u64>,
+}
+
+impl ListenerSummary {
+    /// One line of the summary table.
+    pub fn write_line(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let refused: Vec<String> = self
+            .refused
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        writeln!(
+            out,
+            "{}: {} connections, {} windows or requests, {} acknowledged, {} keep-alives, refused: {}",
+            self.listener,
+            self.connections,
+            self.windows,
+            self.acks,
+            self.keepalives,
+            if refused.is_empty() {
+                "none".to_owned()
+            } else {
+                refused.join(", ")
+            }
+        )
+    }
+}

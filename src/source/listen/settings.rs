@@ -1,0 +1,293 @@
+//! The settings of a listener: its URI, TLS, limits and authentication, from `--listen URI` or
+//! a `[[listen]]` table, checked before anything is bound.
+
+use crate::common::ByteSize;
+use serde::Deserialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a listener cannot be set up.
+#[derive(Debug, Error)]
+pub enum ListenError {
+    /// The URI is not one evtship listens on.
+    #[error("listener `{uri}`: {problem}")]
+    Uri {
+        /// The URI as given.
+        uri: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The address cannot be bound.
+    #[error("listener `{uri}`: cannot listen")]
+    Bind {
+        /// The URI.
+        uri: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS files cannot be used.
+    #[error("listener TLS: {0}")]
+    Tls(String),
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Lumberjack v2 (and v1): Winlogbeat's, Filebeat's and Elastic Agent's Logstash output.
+    Beats,
+    /// HTTP: NDJSON and JSON-array POSTs, and an Elasticsearch-compatible `_bulk`.
+    Http,
+}
+
+/// Whose index a `_bulk` document goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexMode {
+    /// The pipeline's (the default): every document lands in the pipeline's index.
+    #[default]
+    Pipeline,
+    /// The one the client's action names (or its URL's `/{index}/_bulk`).
+    Client,
+}
+
+/// Whether a TLS listener asks its clients for a certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate asked for (the default).
+    #[default]
+    None,
+    /// A client certificate, when given, must be signed by `client_ca`.
+    Optional,
+    /// A client certificate signed by `client_ca` is required.
+    Required,
+}
+
+/// The `[listen.tls]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTls {
+    /// PEM file of the server's certificate chain.
+    pub cert: PathBuf,
+    /// PEM file of its private key (PKCS#8, or RSA/PKCS#1).
+    pub key: PathBuf,
+    /// PEM file of the CAs that sign client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// `none`, `optional` or `required`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// The `[listen.auth]` table: what an HTTP client must send.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenAuth {
+    /// `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+    /// Basic auth: the user.
+    pub user: Option<String>,
+    /// Basic auth: the password.
+    pub password: Option<String>,
+}
+
+/// Limits of a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest frame (Beats: an event, or a compressed frame, before and after inflating) or
+    /// request body (HTTP, after gunzipping).
+    pub max_frame_bytes: usize,
+    /// Most events in one Beats window.
+    pub max_window: u32,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// A connection that sends nothing this long (and waits for nothing) is closed.
+    pub idle_timeout_seconds: u64,
+    /// A TLS handshake must end within this.
+    pub handshake_timeout_seconds: u64,
+    /// While a Beats window waits for the engine, an ACK of 0 goes out this often, so that
+    /// the sender does not time out and send it again.
+    pub keepalive_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 32 << 20,
+            max_window: 16_384,
+            max_connections: 1024,
+            idle_timeout_seconds: 60,
+            handshake_timeout_seconds: 10,
+            keepalive_seconds: 5,
+        }
+    }
+}
+
+impl Limits {
+    /// The TLS handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_seconds)
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds)
+    }
+
+    /// The keep-alive interval.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_seconds.max(1))
+    }
+}
+
+/// A `[[listen]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// `beats://HOST:PORT` or `http://HOST:PORT`.
+    pub uri: String,
+    /// TLS (`[listen.tls]`).
+    pub tls: Option<ListenTls>,
+    /// Authentication of HTTP clients (`[listen.auth]`).
+    pub auth: Option<ListenAuth>,
+    /// Whose index `_bulk` documents go to: `pipeline` (default) or `client`.
+    #[serde(default)]
+    pub index: IndexMode,
+    /// See [`Limits::max_frame_bytes`].
+    pub max_frame_bytes: Option<ByteSize>,
+    /// See [`Limits::max_window`].
+    pub max_window: Option<u32>,
+    /// See [`Limits::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`Limits::idle_timeout_seconds`].
+    pub idle_timeout_seconds: Option<u64>,
+    /// See [`Limits::handshake_timeout_seconds`].
+    pub handshake_timeout_seconds: Option<u64>,
+    /// See [`Limits::keepalive_seconds`].
+    pub keepalive_seconds: Option<u64>,
+}
+
+/// A listener's settings, checked.
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    /// The URI as given.
+    pub uri: String,
+    /// What it speaks.
+    pub kind: Kind,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// TLS, if any.
+    pub tls: Option<ListenTls>,
+    /// Authentication of HTTP clients, if any.
+    pub auth: Option<ListenAuth>,
+    /// Whose index `_bulk` documents go to.
+    pub index: IndexMode,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl ListenSettings {
+    /// A listener from a URI alone (`--listen`), with the default limits.
+    pub fn from_uri(uri: &str) -> Result<Self, ListenError> {
+        Self::from_section(ListenSection {
+            uri: uri.to_owned(),
+            tls: None,
+            auth: None,
+            index: IndexMode::Pipeline,
+            max_frame_bytes: None,
+            max_window: None,
+            max_connections: None,
+            idle_timeout_seconds: None,
+            handshake_timeout_seconds: None,
+            keepalive_seconds: None,
+        })
+    }
+
+    /// A listener from a `[[listen]]` table.
+    pub fn from_section(s: ListenSection) -> Result<Self, ListenError> {
+        let bad = |problem: &str| ListenError::Uri {
+            uri: s.uri.clone(),
+            problem: problem.to_owned(),
+        };
+        let (scheme, rest) = s
+            .uri
+            .split_once("://")
+            .ok_or_else(|| bad("not a URI such as beats://0.0.0.0:5044"))?;
+        let kind = match scheme {
+            "beats" | "lumberjack" => Kind::Beats,
+            "http" | "https" => Kind::Http,
+            other => {
+                return Err(bad(&format!(
+                    "unknown kind `{other}`: use beats://HOST:PORT or http://HOST:PORT"
+                )))
+            }
+        };
+        if scheme == "https" && s.tls.is_none() {
+            return Err(bad("https needs a [listen.tls] table with cert and key"));
+        }
+        let hostport = rest.trim_end_matches('/');
+        let addr = hostport
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| bad("no HOST:PORT to listen on (e.g. 0.0.0.0:5044)"))?;
+        if let Some(tls) = &s.tls {
+            if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
+                return Err(bad(
+                    "client_auth needs client_ca (the CAs of client certificates)",
+                ));
+            }
+        }
+        let d = Limits::default();
+        let limits = Limits {
+            max_frame_bytes: s.max_frame_bytes.map_or(d.max_frame_bytes, |b| b.0),
+            max_window: s.max_window.unwrap_or(d.max_window),
+            max_connections: s.max_connections.unwrap_or(d.max_connections).max(1),
+            idle_timeout_seconds: s.idle_timeout_seconds.unwrap_or(d.idle_timeout_seconds),
+            handshake_timeout_seconds: s
+                .handshake_timeout_seconds
+                .unwrap_or(d.handshake_timeout_seconds),
+            keepalive_seconds: s.keepalive_seconds.unwrap_or(d.keepalive_seconds),
+        };
+        Ok(Self {
+            uri: s.uri,
+            kind,
+            addr,
+            tls: s.tls,
+            auth: s.auth,
+            index: s.index,
+            limits,
+        })
+    }
+
+    /// The listener's name: its URI, with the port it got when 0 was asked for.
+    pub fn label(&self, bound: SocketAddr) -> String {
+        let scheme = match (self.kind, self.tls.is_some()) {
+            (Kind::Beats, false) => "beats",
+            (Kind::Beats, true) => "beats+tls",
+            (Kind::Http, false) => "http",
+            (Kind::Http, true) => "https",
+        };
+        format!("{scheme}://{bound}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_name_a_kind_and_an_address() {
+        let s = ListenSettings::from_uri("beats://127.0.0.1:5044").unwrap();
+        assert_eq!((s.kind, s.addr.port()), (Kind::Beats, 5044));
+        assert_eq!(
+            ListenSettings::from_uri("http://0.0.0.0:0").unwrap().kind,
+            Kind::Http
+        );
+        for bad in ["beats:5044", "ftp://h:1", "beats://nohost", "https://h:1"] {
+            assert!(ListenSettings::from_uri(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod listen;
 pub mod proxy;
 pub mod recorder;
 pub mod tls;

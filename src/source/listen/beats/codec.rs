@@ -117,8 +117,8 @@ pub fn inflate(payload: &[u8], limit: u64) -> Result<Vec<Frame>, CodecError> {
     parse_all(&inflated, limit)
 }
 
-/// Every frame of an inflated payload.
-fn parse_all(mut b: &[u8], limit: u64) -> Result<Vec<Frame>, CodecError> {
+/// Every frame of an inflated payload (or of any buffer holding whole frames).
+pub fn parse_all(mut b: &[u8], limit: u64) -> Result<Vec<Frame>, CodecError> {
     let cut = || CodecError::Inflate("a frame is cut short".into());
     let mut frames = Vec::new();
     while !b.is_empty() {

@@ -329,14 +329,16 @@ impl Acker {
     async fn run(mut self, mut settled: mpsc::UnboundedReceiver<WindowSettled>) {
         let mut order: InOrder<(u32, bool)> = InOrder::default();
         loop {
-            let waiting = self.pending.load(Relaxed) > 0;
             let got = tokio::select! {
                 got = settled.recv() => got,
-                () = tokio::time::sleep(self.keepalive), if waiting => {
-                    if self.write(0).await.is_err() {
-                        return;
+                () = tokio::time::sleep(self.keepalive) => {
+                    // Windows handed over and waiting for the engine: tell the sender.
+                    if self.pending.load(Relaxed) > 0 {
+                        if self.write(0).await.is_err() {
+                            return;
+                        }
+                        self.served.counters.keepalives.fetch_add(1, Relaxed);
                     }
-                    self.served.counters.keepalives.fetch_add(1, Relaxed);
                     continue;
                 }
             };

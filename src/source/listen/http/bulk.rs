@@ -39,6 +39,14 @@ fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
 /// Puts plain records in `chunk`: a JSON array of objects, or one JSON object per line.
 /// Anything else is refused whole, naming the line (or element) at fault.
 pub fn push_records(chunk: &mut RawChunk, body: &[u8]) -> Result<(), String> {
+    if let Err(e) = std::str::from_utf8(body) {
+        let line = body[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        return Err(format!("line {line}: not UTF-8"));
+    }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
         let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(body)
@@ -68,7 +76,7 @@ pub fn push_records(chunk: &mut RawChunk, body: &[u8]) -> Result<(), String> {
 }
 
 /// One item of a `_bulk` request.
-struct Item {
+pub struct Item {
     op: &'static str,
     index: String,
     id: Option<String>,
@@ -76,10 +84,12 @@ struct Item {
     fate: Result<usize, (u16, Value)>,
 }
 
-/// The items of a `_bulk` body, their documents pushed into `chunk`; `Err` names a line that is
-/// no action.
-fn parse(
-    site: &Site,
+/// The items of a `_bulk` body, their documents pushed into `chunk` (and their routes, for the
+/// listener's index `mode`; `default_index` is the pipeline's, as answers name it); `Err`
+/// names a line that is no action.
+pub fn parse(
+    mode: IndexMode,
+    default_index: &str,
     chunk: &mut RawChunk,
     path_index: Option<&str>,
     body: &[u8],
@@ -107,11 +117,11 @@ fn parse(
         };
         let wanted = meta["_index"].as_str().or(path_index).map(str::to_owned);
         let id = meta["_id"].as_str().map(str::to_owned);
-        let index = match site.index {
+        let index = match mode {
             IndexMode::Client => wanted.clone(),
             IndexMode::Pipeline => None,
         }
-        .unwrap_or_else(|| site.served.index.to_string());
+        .unwrap_or_else(|| default_index.to_owned());
         if op == "delete" {
             items.push(refused(
                 op,
@@ -135,7 +145,7 @@ fn parse(
             ));
             continue;
         }
-        let route_index = match (site.index, &wanted) {
+        let route_index = match (mode, &wanted) {
             (IndexMode::Client, Some(name)) => match IndexName::try_from(name.clone()) {
                 Ok(_) => Some(name.clone()),
                 Err(problem) => {
@@ -162,6 +172,13 @@ fn parse(
     Ok(items)
 }
 
+impl Item {
+    /// The line of its document in the chunk, or `None` when it was answered without one.
+    pub fn line(&self) -> Option<usize> {
+        self.fate.as_ref().ok().copied()
+    }
+}
+
 fn refused(op: &'static str, index: String, id: Option<String>, reason: &str) -> Item {
     Item {
         op,
@@ -176,7 +193,7 @@ fn refused(op: &'static str, index: String, id: Option<String>, reason: &str) ->
 
 /// `POST /_bulk`, `POST /{index}/_bulk`: the engine's answer for every item, once every one
 /// has it.
-pub async fn handle(
+pub(super) async fn handle(
     site: &Site,
     origin: &Arc<str>,
     path_index: Option<String>,
@@ -185,7 +202,13 @@ pub async fn handle(
     let started = Instant::now();
     let mut chunk = RawChunk::new(site.served.input, origin);
     chunk.identity = Identity::Content;
-    let items = match parse(site, &mut chunk, path_index.as_deref(), body) {
+    let items = match parse(
+        site.index,
+        &site.served.index,
+        &mut chunk,
+        path_index.as_deref(),
+        body,
+    ) {
         Ok(items) => items,
         Err(problem) => {
             site.served.counters.refused("bad_body");

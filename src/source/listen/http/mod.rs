@@ -12,7 +12,7 @@
 //! - `401` when `[listen.auth]` asks for a token or a password the request lacks;
 //! - `503` when the records could not all be delivered (send them again).
 
-mod bulk;
+pub mod bulk;
 mod es;
 
 use super::auth;

@@ -57,6 +57,7 @@ fn render(e: &Exported) -> String {
     register_totals(&mut r, &s);
     register_per_input(&mut r, &s);
     register_delivery(&mut r, e);
+    register_listeners(&mut r, stats);
     let mut text = String::new();
     encode(&mut text, &r).expect("writing to a String cannot fail");
     text
@@ -148,6 +149,62 @@ fn register_per_input(r: &mut Registry, s: &crate::metrics::Summary) {
             s.inputs.iter().map(|i| (i.input.clone(), f(i))),
         );
     }
+}
+
+/// Each listener's connections, windows, ACKs, keep-alives and refusals by cause.
+fn register_listeners(r: &mut Registry, stats: &Stats) {
+    let listeners = stats.listener_summaries();
+    if listeners.is_empty() {
+        return;
+    }
+    type Field = fn(&crate::metrics::ListenerSummary) -> u64;
+    let fields: [(&str, &str, Field); 4] = [
+        (
+            "listener_connections",
+            "Connections accepted, per listener",
+            |l| l.connections,
+        ),
+        (
+            "listener_windows",
+            "Beats windows or HTTP requests received whole",
+            |l| l.windows,
+        ),
+        (
+            "listener_acks",
+            "Windows ACKed or requests answered after their records settled",
+            |l| l.acks,
+        ),
+        (
+            "listener_keepalives",
+            "Keep-alive ACKs sent while windows waited",
+            |l| l.keepalives,
+        ),
+    ];
+    for (name, help, f) in fields {
+        let family = Family::<Labels, Counter>::default();
+        for l in &listeners {
+            family
+                .get_or_create(&vec![("listener", l.listener.clone())])
+                .inc_by(f(l));
+        }
+        r.register(name, help, family);
+    }
+    let refused = Family::<Labels, Counter>::default();
+    for l in &listeners {
+        for (cause, n) in &l.refused {
+            refused
+                .get_or_create(&vec![
+                    ("listener", l.listener.clone()),
+                    ("cause", cause.clone()),
+                ])
+                .inc_by(*n);
+        }
+    }
+    r.register(
+        "listener_refused",
+        "Connections, frames or requests refused, by cause",
+        refused,
+    );
 }
 
 /// Retries, request latency and queue depths.

@@ -24,8 +24,18 @@ pub fn run(path: &Path, p: &Pipeline) -> Exit {
             }
         }
     }
+    let listening = if p.listen.is_empty() {
+        String::new()
+    } else {
+        let uris: Vec<String> = p
+            .listen
+            .iter()
+            .map(|l| evtship::redact::url(&l.uri))
+            .collect();
+        format!("; listens on {}", uris.join(", "))
+    };
     println!(
-        "{}: valid; {files} input file(s) found; output {}; template {}",
+        "{}: valid; {files} input file(s) found{listening}; output {}; template {}",
         path.display(),
         p.output_for_display(),
         p.template_name()

@@ -1,12 +1,29 @@
 //! `${NAME}` and `${NAME:-default}` in pipeline files, resolved from the environment before the
 //! file is parsed; `$${` writes a literal `${`. An unset variable without a default is an error
-//! naming it and its line.
+//! naming it and its line. Comment lines (first non-blank character `#`) are left as written, so a
+//! commented-out `password = "${ES_PASSWORD}"` needs no variable.
 
-/// Replaces every `${...}` of `text`; `lookup` gives a variable's value.
+/// Replaces every `${...}` of `text` outside comment lines; `lookup` gives a variable's value.
 pub fn interpolate(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, (usize, String)> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            let done = interpolate_line(line, &lookup).map_err(|e| (n + 1, e))?;
+            out.push_str(&done);
+        }
+    }
+    Ok(out)
+}
+
+fn interpolate_line(
+    text: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("${") {
@@ -17,9 +34,8 @@ pub fn interpolate(
             continue;
         }
         out.push_str(&rest[..at]);
-        let line = text[..text.len() - rest.len() + at].matches('\n').count() + 1;
         let Some(end) = rest[at..].find('}') else {
-            return Err((line, "`${` without a closing `}`".into()));
+            return Err("`${` without a closing `}`".into());
         };
         let inner = &rest[at + 2..at + end];
         let (name, default) = match inner.split_once(":-") {
@@ -30,15 +46,17 @@ pub fn interpolate(
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err((line, format!("`${{{inner}}}` is not a variable name")));
+            return Err(format!("`${{{inner}}}` is not a variable name"));
         }
-        match lookup(name).filter(|v| !v.is_empty()).or(default.map(str::to_owned)) {
+        match lookup(name)
+            .filter(|v| !v.is_empty())
+            .or(default.map(str::to_owned))
+        {
             Some(value) => out.push_str(&value),
             None => {
-                return Err((
-                    line,
-                    format!("environment variable `{name}` is not set (use ${{{name}:-default}} for a default)"),
-                ))
+                return Err(format!(
+                "environment variable `{name}` is not set (use ${{{name}:-default}} for a default)"
+            ))
             }
         }
         rest = &rest[at + end + 1..];
@@ -73,5 +91,9 @@ mod tests {
         assert_eq!(err.0, 2);
         assert!(err.1.contains("NOPE"));
         assert!(interpolate("a = \"${1x}\"", env).is_err());
+        assert_eq!(
+            interpolate("  # token = \"${NOPE}\"\nb = 1\n", env).unwrap(),
+            "  # token = \"${NOPE}\"\nb = 1\n"
+        );
     }
 }

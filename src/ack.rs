@@ -209,6 +209,76 @@ impl Ack {
     }
 }
 
+/// One acknowledgement over several batches: a source that hands one unit (a Beats window)
+/// over in parts as it arrives, so that no unit is held whole in memory, learns once, when the
+/// unit is closed and every part of it is settled, with the counts of all of them. A joint
+/// dropped without [`Joint::close`] (its connection died) never settles. Parts give counts
+/// only, not per-record answers.
+pub struct Joint {
+    inner: std::sync::Arc<JointInner>,
+}
+
+struct JointInner {
+    /// Parts not settled yet, plus one until the unit is closed.
+    open: AtomicUsize,
+    tally: Mutex<Tally>,
+    settle: Mutex<Option<Box<dyn Settle>>>,
+}
+
+impl JointInner {
+    fn release(&self) {
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let settle = self.settle.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(settle) = settle {
+                let tally = *self.tally.lock().unwrap_or_else(|e| e.into_inner());
+                settle.settled(Settled {
+                    tally,
+                    answers: None,
+                });
+            }
+        }
+    }
+}
+
+struct Part(std::sync::Arc<JointInner>);
+
+impl Settle for Part {
+    fn settled(self: Box<Self>, settled: Settled) {
+        {
+            let mut t = self.0.tally.lock().unwrap_or_else(|e| e.into_inner());
+            t.indexed += settled.tally.indexed;
+            t.duplicates += settled.tally.duplicates;
+            t.dead_lettered += settled.tally.dead_lettered;
+            t.failed += settled.tally.failed;
+        }
+        self.0.release();
+    }
+}
+
+impl Joint {
+    /// A unit that tells `settle` once it is closed and all of its parts are settled.
+    pub fn new(settle: Box<dyn Settle>) -> Self {
+        Self {
+            inner: std::sync::Arc::new(JointInner {
+                open: AtomicUsize::new(1),
+                tally: Mutex::new(Tally::default()),
+                settle: Mutex::new(Some(settle)),
+            }),
+        }
+    }
+
+    /// The token of the next part, of `records` records.
+    pub fn part(&self, records: usize) -> Ack {
+        self.inner.open.fetch_add(1, Ordering::AcqRel);
+        Ack::new(records, Some(Box::new(Part(self.inner.clone()))))
+    }
+
+    /// No more parts: the unit settles when the last part does (at once if all have).
+    pub fn close(self) {
+        self.inner.release();
+    }
+}
+
 /// Batches numbered 0, 1, 2, ... that settle in any order, given back as the longest settled
 /// prefix: a file's checkpoint, a connection's windows and a partition's offsets all move
 /// only past it.
@@ -294,6 +364,43 @@ mod tests {
             .map(|a| a.status)
             .collect();
         assert_eq!(statuses, vec![201, 400, 409]);
+    }
+
+    #[test]
+    fn a_joint_settles_once_closed_and_every_part_settled() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let joint = Joint::new(Box::new(Record(seen.clone(), false)));
+        let a = joint.part(2);
+        let b = joint.part(1);
+        a.resolve(0, Outcome::Indexed, || (201, None));
+        a.resolve(1, Outcome::Duplicate, || (409, None));
+        b.resolve(0, Outcome::Indexed, || (201, None));
+        assert!(seen.lock().unwrap().is_empty(), "not closed yet");
+        let c = joint.part(1);
+        joint.close();
+        assert!(seen.lock().unwrap().is_empty(), "a part is open");
+        c.resolve(0, Outcome::Failed, || (500, None));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].tally,
+            Tally {
+                indexed: 2,
+                duplicates: 1,
+                dead_lettered: 0,
+                failed: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_joint_dropped_unclosed_never_settles() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let joint = Joint::new(Box::new(Record(seen.clone(), false)));
+        let a = joint.part(1);
+        drop(joint);
+        a.resolve(0, Outcome::Indexed, || (201, None));
+        assert!(seen.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -255,6 +255,14 @@ impl BulkSink {
             while let Some(done) = tasks.try_join_next() {
                 flatten(done)?;
             }
+            // Nothing else waiting and a request slot free: send now rather than after
+            // `flush_after`. A sender waiting for its answer (a Beats window, an HTTP request,
+            // a line just appended) does not wait for a batch that would not fill; when the
+            // engine is the bottleneck every slot is busy and batches fill as before.
+            if !batch.is_empty() && rx.is_empty() && permits.available_permits() > 0 {
+                let partial = std::mem::replace(&mut batch, Batch::new(max_bytes, max_events));
+                me.dispatch(partial, &permits, &mut tasks, &acct).await?;
+            }
         }
         if !batch.is_empty() {
             me.dispatch(batch, &permits, &mut tasks, &acct).await?;

@@ -89,7 +89,8 @@ pub struct BulkSettings {
     pub initial_backoff_ms: NonZeroUsize,
     /// Longest retry delay in milliseconds.
     pub max_backoff_ms: NonZeroUsize,
-    /// A partial request is sent after waiting this long for more documents (milliseconds).
+    /// A partial request waits at most this long for more documents (milliseconds); it goes at
+    /// once when nothing else is queued and a request slot is free.
     pub flush_interval_ms: NonZeroUsize,
     /// After SIGINT/SIGTERM, records still being retried are given this long (milliseconds)
     /// to be delivered; then they are left without an outcome (unacknowledged, counted as

@@ -2,10 +2,12 @@
 //! Logstash `beats` input.
 //!
 //! A connection is read window by window ([`codec`]): a `W` frame announces how many events
-//! follow, then come `J` (or legacy `D`) frames, plain or inside `C` frames. A whole window
-//! becomes one chunk, handed to the pipeline; its ACK goes out only when every event of it has
-//! an outcome from the engine (indexed, already present or dead-lettered), in the order the
-//! windows came (ACKs are cumulative, and a sender pipelines windows). While a window waits, an
+//! follow, then come `J` (or legacy `D`) frames, plain or inside `C` frames. A window goes to
+//! the pipeline in chunks as its events arrive (so memory is bounded by the pipeline's queues,
+//! not by the windows senders choose), joined by one [`Joint`]; its ACK goes out only when
+//! every event of it has an outcome from the engine (indexed, already present or
+//! dead-lettered), in the order the windows came (ACKs are cumulative, and a sender pipelines
+//! windows). While a window waits, an
 //! ACK of 0 goes out every `keepalive_seconds`, so the sender neither times out nor sends it
 //! again. A window with a record that failed is never ACKed: the connection is closed and the
 //! sender sends it again; a connection that dies before its ACK gets none, and the same
@@ -14,7 +16,7 @@
 pub mod codec;
 
 use super::{Bound, Served, Stream};
-use crate::ack::{Ack, InOrder, Settle, Settled};
+use crate::ack::{InOrder, Joint, Settle, Settled};
 use crate::chunk::{Identity, RawChunk};
 use codec::{CodecError, Frame};
 use std::net::SocketAddr;
@@ -45,7 +47,6 @@ struct WindowSettled {
 /// A window's side of the acknowledgement model.
 struct WindowMark {
     ordinal: u64,
-    count: u32,
     to_acker: mpsc::UnboundedSender<WindowSettled>,
 }
 
@@ -53,10 +54,21 @@ impl Settle for WindowMark {
     fn settled(self: Box<Self>, settled: Settled) {
         let _ = self.to_acker.send(WindowSettled {
             ordinal: self.ordinal,
-            count: self.count,
+            count: u32::try_from(settled.tally.total()).unwrap_or(u32::MAX),
             delivered: settled.tally.failed == 0,
         });
     }
+}
+
+/// The window being received.
+struct Window {
+    /// How many events it announced.
+    expected: u32,
+    /// How many have come.
+    received: u32,
+    /// The events not handed over yet.
+    part: RawChunk,
+    joint: Joint,
 }
 
 /// Why a connection ends.
@@ -81,8 +93,8 @@ struct Connection {
     to_acker: mpsc::UnboundedSender<WindowSettled>,
     version: u8,
     next_ordinal: u64,
-    /// The window being received: how many events it announced, and those come so far.
-    window: Option<(u32, RawChunk)>,
+    /// The window being received.
+    window: Option<Window>,
 }
 
 async fn connection(
@@ -201,49 +213,80 @@ impl Connection {
                 limit: u64::from(self.limits.max_window),
             }));
         }
-        // A window announced before the last was whole: hand over what came of it.
-        self.hand_over().await?;
+        // A window announced before the last was whole: what came of it is its window.
+        self.close_window().await?;
         if n > 0 {
-            let mut chunk = RawChunk::new(self.served.input, &self.origin);
-            chunk.identity = Identity::Content;
-            self.window = Some((n, chunk));
+            self.window = Some(Window {
+                expected: n,
+                received: 0,
+                part: self.new_part(),
+                joint: Joint::new(Box::new(WindowMark {
+                    ordinal: self.next_ordinal,
+                    to_acker: self.to_acker.clone(),
+                })),
+            });
+            self.next_ordinal += 1;
+            self.pending.fetch_add(1, Relaxed);
+            self.served.counters.windows.fetch_add(1, Relaxed);
         }
         Ok(())
     }
 
+    fn new_part(&self) -> RawChunk {
+        let mut chunk = RawChunk::new(self.served.input, &self.origin);
+        chunk.identity = Identity::Content;
+        chunk
+    }
+
     async fn event(&mut self, json: Vec<u8>) -> Result<(), End> {
-        let Some((expected, chunk)) = self.window.as_mut() else {
+        let Some(w) = self.window.as_mut() else {
             // Events without a window (old senders): a window of one each.
             self.open_window(1).await?;
             return Box::pin(self.event(json)).await;
         };
-        let number = chunk.lines.len() as u64 + 1;
-        chunk.push_record(number, |buf| buf.extend_from_slice(&json));
-        if chunk.lines.len() as u32 >= *expected {
-            self.hand_over().await?;
+        w.received += 1;
+        let number = u64::from(w.received);
+        w.part
+            .push_record(number, |buf| buf.extend_from_slice(&json));
+        if w.received >= w.expected {
+            self.close_window().await
+        } else if w.part.is_full() {
+            self.hand_over().await
+        } else {
+            Ok(())
         }
-        Ok(())
     }
 
-    /// Sends the window received so far into the pipeline, with its acknowledgement.
-    async fn hand_over(&mut self) -> Result<(), End> {
-        let Some((_, mut chunk)) = self.window.take() else {
+    /// Hands over the rest of the window being received; its ACK follows once all is settled.
+    async fn close_window(&mut self) -> Result<(), End> {
+        let Some(w) = self.window.take() else {
             return Ok(());
         };
-        if chunk.lines.is_empty() {
-            return Ok(());
+        let Window { part, joint, .. } = w;
+        let sent = if part.lines.is_empty() {
+            true
+        } else {
+            let mut part = part;
+            part.ack = joint.part(part.lines.len());
+            self.served.intake.send(part).await
+        };
+        joint.close();
+        if sent {
+            Ok(())
+        } else {
+            Err(End::Done)
         }
-        let count = chunk.lines.len() as u32;
-        let mark = WindowMark {
-            ordinal: self.next_ordinal,
-            count,
-            to_acker: self.to_acker.clone(),
+    }
+
+    /// Sends what came so far of the window being received into the pipeline.
+    async fn hand_over(&mut self) -> Result<(), End> {
+        let fresh = self.new_part();
+        let Some(w) = self.window.as_mut() else {
+            return Ok(());
         };
-        self.next_ordinal += 1;
-        chunk.ack = Ack::new(count as usize, Some(Box::new(mark)));
-        self.pending.fetch_add(1, Relaxed);
-        self.served.counters.windows.fetch_add(1, Relaxed);
-        if !self.served.intake.send(chunk).await {
+        let mut part = std::mem::replace(&mut w.part, fresh);
+        part.ack = w.joint.part(part.lines.len());
+        if !self.served.intake.send(part).await {
             return Err(End::Done);
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! The Elasticsearch / OpenSearch sink: connection ([`client`]), index template
 //! ([`template`]), `_bulk` requests with retries ([`bulk`], [`retry`]), and settings.
 
+mod batch;
 pub mod bulk;
 pub mod client;
 pub mod cloud;

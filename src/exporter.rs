@@ -158,7 +158,7 @@ fn register_listeners(r: &mut Registry, stats: &Stats) {
         return;
     }
     type Field = fn(&crate::metrics::ListenerSummary) -> u64;
-    let fields: [(&str, &str, Field); 4] = [
+    let fields: [(&str, &str, Field); 6] = [
         (
             "listener_connections",
             "Connections accepted, per listener",
@@ -178,6 +178,16 @@ fn register_listeners(r: &mut Registry, stats: &Stats) {
             "listener_keepalives",
             "Keep-alive ACKs sent while windows waited",
             |l| l.keepalives,
+        ),
+        (
+            "listener_spooled",
+            "Records written to the disk spool (TCP, UDP, syslog)",
+            |l| l.received,
+        ),
+        (
+            "listener_dropped",
+            "Records not kept: UDP while the spool was full, or dropped by the kernel",
+            |l| l.dropped,
         ),
     ];
     for (name, help, f) in fields {

@@ -57,6 +57,10 @@ pub struct SourceArgs {
     /// Where http(s):// inputs are downloaded (default ~/.cache/evtship/downloads).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The disk spool of tcp://, udp:// and syslog listeners (default: spool/NAME in the
+    /// checkpoint directory).
+    #[arg(long, env = "EVTSHIP_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
     /// API key as ID:KEY or its base64 form.
     #[arg(long, env = "ES_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -195,6 +199,7 @@ pub fn overrides(s: SourceArgs) -> Overrides {
         tail: false,
         shard: None,
         checkpoint_dir: s.checkpoint_dir,
+        spool_dir: s.spool_dir,
         user: std::env::var("ES_USER").ok().filter(|v| !v.is_empty()),
         password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
         api_key: s.api_key,

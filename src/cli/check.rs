@@ -32,7 +32,16 @@ pub fn run(path: &Path, p: &Pipeline) -> Exit {
             .iter()
             .map(|l| evtship::redact::url(&l.uri))
             .collect();
-        format!("; listens on {}", uris.join(", "))
+        let spool = if p.listen.iter().any(|l| l.kind.spooled()) {
+            format!(
+                " (spool {}, at most {} MiB)",
+                p.spool.dir.display(),
+                p.spool.max_bytes >> 20
+            )
+        } else {
+            String::new()
+        };
+        format!("; listens on {}{spool}", uris.join(", "))
     };
     println!(
         "{}: valid; {files} input file(s) found{listening}; output {}; template {}",

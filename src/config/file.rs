@@ -129,6 +129,9 @@ pub struct PipelineFile {
     /// Listeners: `[[listen]]` tables.
     #[serde(default)]
     pub listen: Vec<crate::source::listen::settings::ListenSection>,
+    /// The disk spool of TCP, UDP and syslog listeners.
+    #[serde(default)]
+    pub spool: crate::source::spool::SpoolSection,
     /// Record to document rules.
     #[serde(default)]
     pub transform: TransformSection,

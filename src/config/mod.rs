@@ -76,6 +76,8 @@ pub struct Overrides {
     pub shard: Option<Shard>,
     /// `--checkpoint-dir`.
     pub checkpoint_dir: Option<PathBuf>,
+    /// `--spool-dir`.
+    pub spool_dir: Option<PathBuf>,
     /// `ES_USER`.
     pub user: Option<String>,
     /// `ES_PASSWORD`.
@@ -128,6 +130,8 @@ pub struct Pipeline {
     pub decode: crate::decode::DecodeSettings,
     /// Listeners (`--listen`, `[[listen]]`).
     pub listen: Vec<crate::source::listen::ListenSettings>,
+    /// The disk spool of the listeners that cannot acknowledge.
+    pub spool: crate::source::spool::SpoolSettings,
     /// This process's share of the records, when a backfill is split across processes.
     pub shard: Option<Shard>,
 }

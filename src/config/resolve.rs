@@ -64,7 +64,26 @@ impl Pipeline {
             timezone: file.transform.timezone.map(|z| z.0),
             ecs: file.transform.ecs,
         };
+        let checkpoint_dir = ov
+            .checkpoint_dir
+            .or(file.checkpoint_dir)
+            .unwrap_or_else(crate::checkpoint::default_dir);
+        let name = file.name.unwrap_or_else(|| "evtship".into());
+        let spool = crate::source::spool::SpoolSettings {
+            dir: ov
+                .spool_dir
+                .or(file.spool.dir)
+                .unwrap_or_else(|| checkpoint_dir.join("spool").join(safe_name(&name))),
+            max_bytes: file
+                .spool
+                .max_bytes
+                .map_or(crate::source::spool::DEFAULT_MAX_BYTES, |b| b.0 as u64),
+        };
+        if spool.max_bytes == 0 {
+            return Err(invalid(("spool.max_bytes", "must be above 0".into())));
+        }
         Ok(Self {
+            spool,
             shard: ov.shard,
             transform,
             decode: file.decode,
@@ -74,11 +93,8 @@ impl Pipeline {
                 .cache_dir
                 .or(file.cache_dir)
                 .unwrap_or_else(crate::source::url::default_cache_dir),
-            checkpoint_dir: ov
-                .checkpoint_dir
-                .or(file.checkpoint_dir)
-                .unwrap_or_else(crate::checkpoint::default_dir),
-            name: file.name.unwrap_or_else(|| "evtship".into()),
+            checkpoint_dir,
+            name,
             inputs,
             output,
             data_stream: es.data_stream == Some(true),
@@ -89,6 +105,19 @@ impl Pipeline {
             dead_letter,
         })
     }
+}
+
+/// A pipeline name as a directory name.
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The listeners: `--listen` URIs, else the file's `[[listen]]` tables.

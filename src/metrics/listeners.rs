@@ -20,6 +20,11 @@ pub struct ListenerCounters {
     pub acks: AtomicU64,
     /// Keep-alive ACKs sent while windows waited for the engine.
     pub keepalives: AtomicU64,
+    /// Records on the spool's disk (TCP, UDP, syslog listeners).
+    pub received: AtomicU64,
+    /// Records not kept: UDP datagrams that came while the spool was full, or records the
+    /// spool could not write.
+    pub dropped: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -33,6 +38,11 @@ impl ListenerCounters {
     /// A connection closed.
     pub fn closed(&self) {
         self.open.fetch_sub(1, Relaxed);
+    }
+
+    /// `n` records received and not kept.
+    pub fn lost(&self, n: u64) {
+        self.dropped.fetch_add(n, Relaxed);
     }
 
     /// A connection, frame or request refused because of `cause`.
@@ -61,6 +71,8 @@ impl ListenerCounters {
             windows: self.windows.load(Relaxed),
             acks: self.acks.load(Relaxed),
             keepalives: self.keepalives.load(Relaxed),
+            received: self.received.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
             refused: self
                 .refusals()
                 .into_iter()
@@ -83,6 +95,10 @@ pub struct ListenerSummary {
     pub acks: u64,
     /// Keep-alive ACKs sent.
     pub keepalives: u64,
+    /// Records written to the spool (TCP, UDP and syslog listeners).
+    pub received: u64,
+    /// Records not kept (UDP while the spool was full; spool write failures).
+    pub dropped: u64,
     /// Refusals by cause.
     pub refused: BTreeMap<String, u64>,
 }
@@ -95,19 +111,26 @@ impl ListenerSummary {
             .iter()
             .map(|(k, v)| format!("{v} {k}"))
             .collect();
+        let refused = if refused.is_empty() {
+            "none".to_owned()
+        } else {
+            refused.join(", ")
+        };
+        let spooled = ["tcp", "udp", "syslog"]
+            .iter()
+            .any(|k| self.listener.starts_with(k));
+        if spooled {
+            // A spooled listener: no windows or ACKs, records on disk instead.
+            return writeln!(
+                out,
+                "{}: {} connections, {} records spooled, {} dropped, refused: {refused}",
+                self.listener, self.connections, self.received, self.dropped
+            );
+        }
         writeln!(
             out,
-            "{}: {} connections, {} windows or requests, {} acknowledged, {} keep-alives, refused: {}",
-            self.listener,
-            self.connections,
-            self.windows,
-            self.acks,
-            self.keepalives,
-            if refused.is_empty() {
-                "none".to_owned()
-            } else {
-                refused.join(", ")
-            }
+            "{}: {} connections, {} windows or requests, {} acknowledged, {} keep-alives, refused: {refused}",
+            self.listener, self.connections, self.windows, self.acks, self.keepalives,
         )
     }
 }

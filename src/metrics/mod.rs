@@ -114,6 +114,13 @@ impl Stats {
             .clone()
     }
 
+    /// The name of input `id`.
+    pub fn input_label(&self, id: InputId) -> String {
+        self.inputs.read().unwrap_or_else(|e| e.into_inner())[id]
+            .0
+            .clone()
+    }
+
     /// Adds an input found while the run goes on (tail mode) and returns its id.
     pub fn add_input(&self, label: String) -> InputId {
         let mut inputs = self.inputs.write().unwrap_or_else(|e| e.into_inner());

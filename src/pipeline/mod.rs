@@ -24,6 +24,7 @@ use crate::metrics::Stats;
 use crate::sink::dlq::DeadLetter;
 use crate::sink::Accounting;
 use crate::source::listen::{Bound, Intake};
+use crate::source::spool::{self, Spool};
 use crate::source::{self, InputFile};
 use sinks::Sink;
 use std::io::IsTerminal;
@@ -62,8 +63,10 @@ impl RunOptions {
 /// What a run needs before anything is read.
 struct Built {
     inputs: Vec<InputFile>,
-    /// Listeners, bound, with their input ids.
-    listeners: Vec<(Bound, InputId)>,
+    /// Listeners, bound, with their input ids and their numbers in the spool.
+    listeners: Vec<(Bound, InputId, Option<u16>)>,
+    /// The spool, when a listener needs it, and the input of each of its sources.
+    spool: Option<(Spool, Vec<InputId>)>,
     sink: Sink,
     checkpoints: Option<Arc<Checkpoints>>,
     acct: Arc<Accounting>,
@@ -75,6 +78,7 @@ struct Running {
     checkpoints: Option<Arc<Checkpoints>>,
     workers: workers::Workers,
     listeners: Vec<tokio::task::JoinHandle<()>>,
+    spool: Option<spool::Running>,
     sink: tokio::task::JoinHandle<Result<(), RunError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
     progress: Option<crate::progress::ProgressTask>,
@@ -136,13 +140,41 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
                 .store(size, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    let listeners = bound
+    let spool = open_spool(p, opts, &bound)?;
+    let listeners: Vec<(Bound, InputId, Option<u16>)> = bound
         .into_iter()
         .map(|b| {
-            let id = stats.add_input(b.label());
-            (b, id)
+            let label = b.label();
+            let id = stats.add_input(label.clone());
+            let source = spool
+                .as_ref()
+                .filter(|_| b.settings.kind.spooled())
+                .and_then(|s| s.source_of(&label));
+            (b, id, source)
         })
         .collect();
+    // Records spooled by listeners of earlier runs count under their own names.
+    let spool = spool.map(|s| {
+        let inputs = s
+            .sources
+            .iter()
+            .map(|label| {
+                listeners
+                    .iter()
+                    .find(|(b, _, _)| &b.label() == label)
+                    .map_or_else(
+                        || stats.add_input(format!("{label} (spooled before)")),
+                        |l| l.1,
+                    )
+            })
+            .collect();
+        if !s.damage.is_empty() {
+            stats
+                .warnings
+                .fetch_add(s.damage.len() as u64, Ordering::Relaxed);
+        }
+        (s, inputs)
+    });
     let acct = Arc::new(Accounting {
         stats: Arc::new(stats),
         dlq: DeadLetter::new(&p.dead_letter),
@@ -150,10 +182,28 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
     Ok(Built {
         inputs,
         listeners,
+        spool,
         sink,
         checkpoints,
         acct,
     })
+}
+
+/// The spool, when a listener needs it.
+fn open_spool(p: &Pipeline, opts: &RunOptions, bound: &[Bound]) -> Result<Option<Spool>, RunError> {
+    let labels: Vec<String> = bound
+        .iter()
+        .filter(|b| b.settings.kind.spooled())
+        .map(Bound::label)
+        .collect();
+    if labels.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Spool::open(
+        p.spool.clone(),
+        &labels,
+        opts.stop.clone(),
+    )?))
 }
 
 /// Starts the exporter, the reader and parsing threads, the sink, progress and the
@@ -162,6 +212,7 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
     let Built {
         inputs,
         listeners,
+        spool,
         sink,
         checkpoints,
         acct,
@@ -175,14 +226,22 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         stop: stop_watch(opts.stop.clone()),
     };
     let grace = Duration::from_millis(p.bulk.shutdown_grace_ms.get() as u64);
+    let (spool_tx, spool) = match spool {
+        Some((s, inputs)) => {
+            let (tx, running) = s.start(intake.clone(), inputs, grace);
+            (Some(tx), Some(running))
+        }
+        None => (None, None),
+    };
     let listeners = listeners
         .into_iter()
-        .map(|(bound, id)| {
+        .map(|(bound, id, source)| {
             let (intake, index) = (intake.clone(), p.index.to_string());
-            tokio::spawn(async move { bound.serve(intake, id, grace, &index).await })
+            let spool = spool_tx.clone().zip(source);
+            tokio::spawn(async move { bound.serve(intake, id, grace, &index, spool).await })
         })
         .collect();
-    drop(intake);
+    drop((intake, spool_tx));
     let mut background = Vec::new();
     if let Some(addr) = opts.metrics_addr {
         let bound = Exporter::bind(addr)
@@ -206,6 +265,7 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         checkpoints,
         workers,
         listeners,
+        spool,
         sink,
         background,
         progress,
@@ -246,6 +306,7 @@ async fn finish(p: &Pipeline, stop: &AtomicBool, running: Running) -> Report {
         checkpoints,
         workers,
         listeners,
+        spool,
         sink,
         background,
         progress,
@@ -255,6 +316,10 @@ async fn finish(p: &Pipeline, stop: &AtomicBool, running: Running) -> Report {
     let mut result = sink.await.expect("the sink panicked");
     for l in listeners {
         let _ = l.await;
+    }
+    if let Some(s) = spool {
+        // The keeper writes the last settled position once the last chunk is gone.
+        let _ = tokio::task::spawn_blocking(move || s.join()).await;
     }
     for task in background {
         task.abort();

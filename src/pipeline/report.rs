@@ -63,6 +63,9 @@ pub enum RunError {
     /// A listener could not be set up.
     #[error(transparent)]
     Listen(#[from] crate::source::listen::ListenError),
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] crate::source::spool::SpoolError),
     /// The metrics address could not be bound.
     #[error("cannot serve metrics on {addr}")]
     Metrics {

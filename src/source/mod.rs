@@ -19,6 +19,7 @@
 mod archive;
 mod context;
 mod gzip;
+pub mod intake;
 pub mod listen;
 mod read;
 mod resolve;
@@ -26,6 +27,7 @@ mod resume;
 mod settle;
 mod shard;
 mod sniff;
+pub mod spool;
 mod tail;
 pub mod url;
 

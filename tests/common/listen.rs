@@ -23,8 +23,9 @@ fn tools_dir() -> PathBuf {
 pub fn tool(name: &str) -> PathBuf {
     let path = tools_dir().join(name);
     if !path.exists() {
+        let client = name.split('/').next().unwrap_or(name);
         let status = Command::new(root().join("scripts/build-clients"))
-            .arg(name)
+            .arg(client)
             .status()
             .expect("running scripts/build-clients");
         assert!(status.success(), "scripts/build-clients {name} failed");

@@ -1,7 +1,8 @@
 //! A fault-injection HTTP proxy between evtship and the real engine, for delivery tests.
 //!
 //! It forwards requests to the engine and, as told through [`Faults`], can refuse connections
-//! (accept and close at once), cut them (read the request, close without an answer), delay
+//! (accept and close at once), cut them (read the request, close without an answer), forward
+//! a `_bulk` request and swallow the engine's answer, delay
 //! answers, answer whole requests with a status of its choosing, or answer single `_bulk` items
 //! with 429/503/400 without forwarding them (so that the engine never sees them). It counts what
 //! it saw, including the `Authorization` headers.
@@ -20,6 +21,9 @@ pub struct Faults {
     pub refuse: bool,
     /// Read each request, then close without answering.
     pub cut: bool,
+    /// Forward each `_bulk` request to the engine, then close without answering (the engine
+    /// has the documents; evtship does not know).
+    pub swallow: bool,
     /// Wait this long before answering.
     pub delay: Option<Duration>,
     /// Answer every request with this status, without forwarding it.
@@ -206,6 +210,11 @@ fn serve(
             continue;
         }
         let bulk = req.method == "POST" && req.target.contains("_bulk");
+        if bulk && f.swallow {
+            forward(&client, upstream, &req, req.body.clone());
+            seen.dropped.fetch_add(1, SeqCst);
+            return;
+        }
         let (status, body) = if bulk && f.item_fault_rate > 0.0 {
             bulk_with_faults(&client, upstream, &req, &f, seen)
         } else {

@@ -1,8 +1,9 @@
 //! Listeners: sources that are sent to. Beats (Lumberjack) and HTTP (NDJSON, JSON arrays and an
-//! Elasticsearch-compatible `_bulk`) here; every listener hands its records to the pipeline as
-//! chunks whose acknowledgement answers the sender only once the engine has answered for them:
-//! a Beats window is ACKed when all its events are settled, an HTTP request answered when all
-//! its records are.
+//! Elasticsearch-compatible `_bulk`) hand their records to the pipeline as chunks whose
+//! acknowledgement answers the sender only once the engine has answered for them: a Beats
+//! window is ACKed when all its events are settled, an HTTP request answered when all its
+//! records are. TCP (JSON lines), UDP and syslog have no acknowledgement: what they receive
+//! goes to the disk spool ([`crate::source::spool`]) first, and leaves it once settled.
 //!
 //! A listener is named by a URI (`beats://HOST:PORT`, `http://HOST:PORT`), on the command line
 //! (`--listen`, repeatable) or in a pipeline file (`[[listen]]` tables, with TLS, limits and
@@ -11,114 +12,25 @@
 
 pub mod auth;
 pub mod beats;
+pub mod framing;
 pub mod http;
 pub mod settings;
+pub mod syslog;
+mod tcp;
 pub mod tls;
+mod udp;
 
+pub use crate::source::intake::{Busy, Intake};
 pub use settings::{Kind, ListenError, ListenSettings};
 
-use crate::chunk::RawChunk;
 use crate::common::InputId;
-use crate::metrics::{ListenerCounters, Stats};
+use crate::metrics::ListenerCounters;
+use crate::source::spool::SpoolSender;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Where listeners put what they receive: the pipeline's queue of raw chunks.
-#[derive(Clone)]
-pub struct Intake {
-    /// The queue.
-    pub tx: flume::Sender<RawChunk>,
-    /// The run's counters.
-    pub stats: Arc<Stats>,
-    /// The next chunk's place in reading order (shared with every source).
-    pub order: Arc<AtomicU64>,
-    /// Set once the run is stopping.
-    pub stop: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Intake {
-    /// Sends a chunk into the pipeline, waiting while its queues are full (the backpressure
-    /// that stops a listener reading); `false` when the pipeline takes no more.
-    pub async fn send(&self, mut chunk: RawChunk) -> bool {
-        let (n, bytes) = (chunk.lines.len() as u64, chunk.buf.len() as u64);
-        let counters = self.stats.input(chunk.input);
-        chunk.order = self.order.fetch_add(1, Relaxed);
-        counters.read.fetch_add(n, Relaxed);
-        if self.tx.send_async(chunk).await.is_ok() {
-            counters.bytes.fetch_add(bytes, Relaxed);
-            true
-        } else {
-            counters.read.fetch_sub(n, Relaxed);
-            false
-        }
-    }
-
-    /// Sends a chunk into the pipeline if its queues take it within `patience`; a sender that
-    /// can be told to come back (HTTP: 429) is told so rather than held.
-    pub async fn send_within(&self, mut chunk: RawChunk, patience: Duration) -> Result<(), Busy> {
-        let (n, bytes) = (chunk.lines.len() as u64, chunk.buf.len() as u64);
-        let counters = self.stats.input(chunk.input);
-        let deadline = tokio::time::Instant::now() + patience;
-        chunk.order = self.order.fetch_add(1, Relaxed);
-        loop {
-            counters.read.fetch_add(n, Relaxed);
-            match self.tx.try_send(chunk) {
-                Ok(()) => {
-                    counters.bytes.fetch_add(bytes, Relaxed);
-                    return Ok(());
-                }
-                Err(e) => {
-                    counters.read.fetch_sub(n, Relaxed);
-                    match e {
-                        flume::TrySendError::Disconnected(_) => return Err(Busy::Closed),
-                        flume::TrySendError::Full(back) => chunk = back,
-                    }
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Busy::Full);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Whether the run is stopping.
-    pub fn stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    /// Waits until the run is stopping.
-    pub async fn stopped(&mut self) {
-        while !*self.stop.borrow_and_update() {
-            if self.stop.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Why a chunk was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Busy {
-    /// The pipeline's queues stayed full.
-    Full,
-    /// The pipeline takes nothing more (the run is ending).
-    Closed,
-}
-
-impl Busy {
-    /// The refusal's cause, for the counters.
-    pub fn cause(self) -> &'static str {
-        match self {
-            Self::Full => "queues_full",
-            Self::Closed => "stopping",
-        }
-    }
-}
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// A stream from a client, with TLS when the listener has it.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -129,7 +41,7 @@ pub struct Bound {
     /// Its settings.
     pub settings: ListenSettings,
     /// Its socket.
-    pub listener: TcpListener,
+    pub socket: Socket,
     /// The address it listens on (the port chosen, when 0 was asked for).
     pub addr: SocketAddr,
     /// Its TLS acceptor, when it has TLS.
@@ -141,20 +53,23 @@ impl Bound {
     /// run starts.
     pub async fn bind(settings: ListenSettings) -> Result<Self, ListenError> {
         let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
-        let listener =
-            TcpListener::bind(settings.addr)
-                .await
-                .map_err(|source| ListenError::Bind {
-                    uri: settings.uri.clone(),
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| ListenError::Bind {
+        let error = |source| ListenError::Bind {
             uri: settings.uri.clone(),
             source,
-        })?;
+        };
+        let socket = if settings.kind.datagram() {
+            Socket::Datagram(udp::bind(settings.addr).map_err(error)?)
+        } else {
+            Socket::Stream(TcpListener::bind(settings.addr).await.map_err(error)?)
+        };
+        let addr = match &socket {
+            Socket::Stream(l) => l.local_addr(),
+            Socket::Datagram(u) => u.local_addr(),
+        }
+        .map_err(error)?;
         Ok(Self {
             settings,
-            listener,
+            socket,
             addr,
             tls,
         })
@@ -166,8 +81,16 @@ impl Bound {
     }
 
     /// Serves until the run stops, then until every connection has settled what it received
-    /// (or `grace` has passed). `index` is the pipeline's index, as `_bulk` answers name it.
-    pub async fn serve(self, intake: Intake, input: InputId, grace: Duration, index: &str) {
+    /// (or `grace` has passed). `index` is the pipeline's index, as `_bulk` answers name it;
+    /// `spool` is where a listener without acknowledgements puts what it receives.
+    pub async fn serve(
+        self,
+        intake: Intake,
+        input: InputId,
+        grace: Duration,
+        index: &str,
+        spool: Option<(SpoolSender, u16)>,
+    ) {
         let label = self.label();
         let counters = intake.stats.listener(&label);
         tracing::info!("listening: {label}");
@@ -178,10 +101,13 @@ impl Bound {
             intake,
             grace,
             index: Arc::from(index),
+            spool,
         };
         match self.settings.kind {
             Kind::Beats => beats::serve(self, served).await,
             Kind::Http => http::serve(self, served).await,
+            Kind::Tcp | Kind::Syslog => tcp::serve(self, served).await,
+            Kind::Udp | Kind::SyslogUdp => udp::serve(self, served).await,
         }
     }
 }
@@ -201,6 +127,16 @@ pub struct Served {
     pub grace: Duration,
     /// The pipeline's index.
     pub index: Arc<str>,
+    /// The spool and this listener's number in it (TCP, UDP and syslog listeners).
+    pub spool: Option<(SpoolSender, u16)>,
+}
+
+/// A listener's socket.
+pub enum Socket {
+    /// TCP (Beats, HTTP, TCP, syslog).
+    Stream(TcpListener),
+    /// UDP.
+    Datagram(UdpSocket),
 }
 
 /// Accepts connections until the run stops, giving each (after its TLS handshake, within the
@@ -212,10 +148,13 @@ where
 {
     let Bound {
         settings,
-        listener,
+        socket,
         tls,
         ..
     } = bound;
+    let Socket::Stream(listener) = socket else {
+        unreachable!("a stream listener has a TCP socket");
+    };
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.limits.max_connections));
     let handshake = settings.limits.handshake_timeout();
     let handle = Arc::new(handle);

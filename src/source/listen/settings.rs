@@ -40,6 +40,26 @@ pub enum Kind {
     Beats,
     /// HTTP: NDJSON and JSON-array POSTs, and an Elasticsearch-compatible `_bulk`.
     Http,
+    /// JSON lines over TCP (NXLog's `om_tcp` with `to_json()`), through the spool.
+    Tcp,
+    /// One JSON object (or several lines) per UDP datagram, through the spool.
+    Udp,
+    /// Syslog over TCP, LF or octet-counted framing, through the spool.
+    Syslog,
+    /// Syslog over UDP, one message per datagram, through the spool.
+    SyslogUdp,
+}
+
+impl Kind {
+    /// Whether it goes through the disk spool (its senders get no acknowledgement).
+    pub fn spooled(self) -> bool {
+        matches!(self, Self::Tcp | Self::Udp | Self::Syslog | Self::SyslogUdp)
+    }
+
+    /// Whether it listens on UDP.
+    pub fn datagram(self) -> bool {
+        matches!(self, Self::Udp | Self::SyslogUdp)
+    }
 }
 
 /// Whose index a `_bulk` document goes to.
@@ -96,8 +116,8 @@ pub struct ListenAuth {
 /// Limits of a listener.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest frame (Beats: an event, or a compressed frame, before and after inflating) or
-    /// request body (HTTP, after gunzipping).
+    /// Largest frame (Beats: an event, or a compressed frame, before and after inflating),
+    /// request body (HTTP, after gunzipping), line (TCP) or message (syslog, UDP).
     pub max_frame_bytes: usize,
     /// Most events in one Beats window.
     pub max_window: u32,
@@ -218,14 +238,22 @@ impl ListenSettings {
         let kind = match scheme {
             "beats" | "lumberjack" => Kind::Beats,
             "http" | "https" => Kind::Http,
+            "tcp" => Kind::Tcp,
+            "udp" => Kind::Udp,
+            "syslog" | "syslog+tcp" => Kind::Syslog,
+            "syslog+udp" => Kind::SyslogUdp,
             other => {
                 return Err(bad(&format!(
-                    "unknown kind `{other}`: use beats://HOST:PORT or http://HOST:PORT"
+                    "unknown kind `{other}`: use beats://, http://, tcp://, udp://, syslog:// \
+                     or syslog+udp:// with HOST:PORT"
                 )))
             }
         };
         if scheme == "https" && s.tls.is_none() {
             return Err(bad("https needs a [listen.tls] table with cert and key"));
+        }
+        if kind.datagram() && s.tls.is_some() {
+            return Err(bad("UDP listeners take no TLS"));
         }
         let hostport = rest.trim_end_matches('/');
         let addr = hostport
@@ -269,6 +297,12 @@ impl ListenSettings {
             (Kind::Beats, true) => "beats+tls",
             (Kind::Http, false) => "http",
             (Kind::Http, true) => "https",
+            (Kind::Tcp, false) => "tcp",
+            (Kind::Tcp, true) => "tcp+tls",
+            (Kind::Syslog, false) => "syslog",
+            (Kind::Syslog, true) => "syslog+tls",
+            (Kind::Udp, _) => "udp",
+            (Kind::SyslogUdp, _) => "syslog+udp",
         };
         format!("{scheme}://{bound}")
     }
@@ -286,6 +320,16 @@ mod tests {
             ListenSettings::from_uri("http://0.0.0.0:0").unwrap().kind,
             Kind::Http
         );
+        assert_eq!(
+            ListenSettings::from_uri("syslog+udp://0.0.0.0:514")
+                .unwrap()
+                .kind,
+            Kind::SyslogUdp
+        );
+        assert!(ListenSettings::from_uri("tcp://0.0.0.0:3515")
+            .unwrap()
+            .kind
+            .spooled());
         for bad in ["beats:5044", "ftp://h:1", "beats://nohost", "https://h:1"] {
             assert!(ListenSettings::from_uri(bad).is_err(), "{bad}");
         }

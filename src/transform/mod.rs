@@ -224,6 +224,14 @@ impl Encoder {
                 depth::MAX_DEPTH
             ));
         }
+        // sonic-rs checks the UTF-8 of the values it reads, but not of those it skips and reads
+        // later (a lazy value panics on them), so the line is checked first, as a whole.
+        if let Err(e) = simdutf8::compat::from_utf8(line) {
+            return Err(format!(
+                "not UTF-8: invalid byte at offset {} of the line",
+                e.valid_up_to()
+            ));
+        }
         let mut doc = match sonic_rs::from_slice::<record::Record>(line) {
             Ok(record::Record::Object(map)) => map,
             Ok(record::Record::Other(kind)) => return Err(format!("not a JSON object but {kind}")),
@@ -386,10 +394,14 @@ mod tests {
     use std::sync::Arc;
 
     fn encode(text: &str) -> EncodedChunk {
+        encode_bytes(text.as_bytes())
+    }
+
+    fn encode_bytes(text: &[u8]) -> EncodedChunk {
         let origin: Arc<str> = Arc::from("t");
         let mut chunks = Vec::new();
         read_lines(
-            text.as_bytes(),
+            text,
             0,
             &origin,
             crate::chunk::StreamPos::default(),
@@ -404,6 +416,24 @@ mod tests {
 
     fn doc(c: &EncodedChunk, i: usize) -> Map<String, Value> {
         serde_json::from_slice(c.doc_line(i)).unwrap()
+    }
+
+    /// Found by the ndjson fuzz target: a broken UTF-8 sequence in the value of an envelope
+    /// integer field made sonic-rs panic; the line is refused instead, and the others go on.
+    #[test]
+    fn a_line_that_is_not_utf8_is_refused_not_a_panic() {
+        let c = encode_bytes(
+            b"{\"EventID\":\"\xc2iniDump\"}\n{\"ProcessId\":\"7\xc2\"}\n{\"EventID\":1}\n",
+        );
+        assert_eq!(c.docs.len(), 1);
+        assert_eq!(c.rejected.len(), 2);
+        assert!(
+            c.rejected[0]
+                .reason
+                .contains("not UTF-8: invalid byte at offset 12"),
+            "{}",
+            c.rejected[0].reason
+        );
     }
 
     #[test]

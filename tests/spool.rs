@@ -46,13 +46,15 @@ fn send_tcp(addr: &str, file: &Path) {
     s.write_all(&std::fs::read(file).unwrap()).unwrap();
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+/// Its resident memory now; a process that is gone fails the test with what it wrote.
+fn rss_kib(evtship: &Listening) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", evtship.pid())).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
+        .unwrap_or_else(|| panic!("evtship is no longer running: {}", evtship.stderr()))
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -248,6 +250,11 @@ fn an_outage_holds_tcp_senders_once_the_spool_is_full_and_counts_udp_drops() {
     );
     let p = listen_pipeline(dir.path(), &index.name, &listeners, &extra);
     let mut evtship = Listening::start(&p, dir.path(), &proxy.url, &addr);
+    // The listeners take connections while the template is still being installed: the outage
+    // begins once that is done (an engine that cannot be reached at start ends the run).
+    wait_until("the template", Duration::from_secs(30), &evtship, || {
+        evtship.stderr().contains("installed for index")
+    });
     proxy.set(|f| f.refuse = true);
     let sender = {
         let (addr, input) = (addr.clone(), input.clone());
@@ -259,7 +266,7 @@ fn an_outage_holds_tcp_senders_once_the_spool_is_full_and_counts_udp_drops() {
     while started.elapsed() < Duration::from_secs(30) {
         // Memory once the spool is full and the queues with it, then for the rest of the outage.
         if started.elapsed() < Duration::from_secs(5) {
-            full = rss_kib(evtship.pid());
+            full = rss_kib(&evtship);
         }
         if sent < udp_total {
             for _ in 0..20 {
@@ -272,7 +279,7 @@ fn an_outage_holds_tcp_senders_once_the_spool_is_full_and_counts_udp_drops() {
                 sent += 1;
             }
         }
-        during = during.max(rss_kib(evtship.pid()));
+        during = during.max(rss_kib(&evtship));
         biggest = biggest.max(dir_bytes(&spool));
         std::thread::sleep(Duration::from_millis(100));
     }

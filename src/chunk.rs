@@ -69,7 +69,8 @@ pub enum Identity {
     Content,
 }
 
-/// The action a `_bulk` client gave a record.
+/// Where a record asked to go: the action a `_bulk` client gave it, or the id of a document
+/// evtship's Kafka output wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Route {
     /// The index it named, when the pipeline lets clients name it.
@@ -79,6 +80,9 @@ pub struct Route {
     /// `index` (create or overwrite) rather than `create` (the default: a record present is
     /// a duplicate).
     pub overwrite: bool,
+    /// The record is a final document already (from evtship's Kafka output): it is indexed
+    /// as it is, under `id`, not transformed again.
+    pub verbatim: bool,
 }
 
 impl RawChunk {

@@ -58,6 +58,7 @@ fn render(e: &Exported) -> String {
     register_per_input(&mut r, &s);
     register_delivery(&mut r, e);
     register_listeners(&mut r, stats);
+    register_kafka(&mut r, stats);
     let mut text = String::new();
     encode(&mut text, &r).expect("writing to a String cannot fail");
     text
@@ -215,6 +216,43 @@ fn register_listeners(r: &mut Registry, stats: &Stats) {
         "Connections, frames or requests refused, by cause",
         refused,
     );
+}
+
+/// The Kafka consumer's lag per partition, commits and rebalances.
+fn register_kafka(r: &mut Registry, stats: &Stats) {
+    let Some(k) = stats.kafka.summary() else {
+        return;
+    };
+    let lag = Family::<Labels, Gauge>::default();
+    for p in &k.partitions {
+        lag.get_or_create(&vec![
+            ("topic", p.topic.clone()),
+            ("partition", p.partition.to_string()),
+        ])
+        .set(p.lag);
+    }
+    r.register(
+        "kafka_consumer_lag",
+        "Records of a partition the group has still to read (end offset - committed)",
+        lag,
+    );
+    for (name, help, n) in [
+        ("kafka_commits", "Offset commits that succeeded", k.commits),
+        (
+            "kafka_commit_failures",
+            "Offset commits that failed",
+            k.commit_failures,
+        ),
+        (
+            "kafka_rebalances",
+            "Partition assignments and revocations",
+            k.rebalances,
+        ),
+    ] {
+        let c = Counter::<u64>::default();
+        c.inc_by(n);
+        r.register(name, help, c);
+    }
 }
 
 /// Retries, request latency and queue depths.

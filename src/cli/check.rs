@@ -43,8 +43,15 @@ pub fn run(path: &Path, p: &Pipeline) -> Exit {
         };
         format!("; listens on {}{spool}", uris.join(", "))
     };
+    let consuming = p.kafka.as_ref().map_or_else(String::new, |k| {
+        format!(
+            "; consumes {} as group {}",
+            evtship::redact::url(&k.label()),
+            k.group
+        )
+    });
     println!(
-        "{}: valid; {files} input file(s) found{listening}; output {}; template {}",
+        "{}: valid; {files} input file(s) found{listening}{consuming}; output {}; template {}",
         path.display(),
         p.output_for_display(),
         p.template_name()

@@ -1,6 +1,7 @@
 //! Small types every stage shares: index names, sizes, input ids, the time now, and errors
 //! written on one line with their causes. Nothing here knows of any stage.
 
+pub mod fields;
 mod index;
 mod size;
 

@@ -132,6 +132,9 @@ pub struct PipelineFile {
     /// The disk spool of TCP, UDP and syslog listeners.
     #[serde(default)]
     pub spool: crate::source::spool::SpoolSection,
+    /// Kafka: the consumer of `kafka://` inputs, and the connection of a Kafka output.
+    #[serde(default)]
+    pub kafka: crate::source::kafka::KafkaSection,
     /// Record to document rules.
     #[serde(default)]
     pub transform: TransformSection,

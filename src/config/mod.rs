@@ -132,6 +132,10 @@ pub struct Pipeline {
     pub listen: Vec<crate::source::listen::ListenSettings>,
     /// The disk spool of the listeners that cannot acknowledge.
     pub spool: crate::source::spool::SpoolSettings,
+    /// The Kafka consumer (`kafka://` input or `[kafka] topics`), if any.
+    pub kafka: Option<crate::source::kafka::KafkaSettings>,
+    /// The `[kafka]` section (the connection of a Kafka output).
+    pub kafka_section: crate::source::kafka::KafkaSection,
     /// This process's share of the records, when a backfill is split across processes.
     pub shard: Option<Shard>,
 }
@@ -151,6 +155,15 @@ impl Pipeline {
     /// engine without limit meanwhile.
     pub fn is_live(&self) -> bool {
         self.mode == Mode::Tail || !self.listen.is_empty()
+    }
+
+    /// Whether positions of inputs are kept: deliveries to the engine or to Kafka (a file
+    /// output is written anew each run).
+    pub fn keeps_positions(&self) -> bool {
+        matches!(
+            self.output,
+            OutputTarget::Elasticsearch | OutputTarget::Kafka { .. }
+        )
     }
 
     /// Where the documents go, for messages and the summary.

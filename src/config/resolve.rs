@@ -21,13 +21,17 @@ impl Pipeline {
     /// Merges a pipeline file (or none) with command-line overrides and checks the result.
     pub fn resolve(file: Option<PipelineFile>, ov: Overrides) -> Result<Self, ConfigError> {
         let file = file.unwrap_or_default();
-        let inputs = if ov.inputs.is_empty() {
-            file.inputs
+        let all_inputs = if ov.inputs.is_empty() {
+            file.inputs.clone()
         } else {
             ov.inputs.clone()
         };
+        let (kafka_inputs, inputs): (Vec<String>, Vec<String>) = all_inputs
+            .into_iter()
+            .partition(|i| i.starts_with("kafka://"));
+        let kafka = kafka_of(&kafka_inputs, &file.kafka)?;
         let listen = listeners_of(&ov, file.listen)?;
-        if inputs.is_empty() && listen.is_empty() && !ov.no_inputs_needed {
+        if inputs.is_empty() && listen.is_empty() && kafka.is_none() && !ov.no_inputs_needed {
             return Err(ConfigError::Invalid {
                 field: "inputs",
                 message: "no inputs: list them in the pipeline file or pass --input \
@@ -84,6 +88,8 @@ impl Pipeline {
         }
         Ok(Self {
             spool,
+            kafka,
+            kafka_section: file.kafka,
             shard: ov.shard,
             transform,
             decode: file.decode,
@@ -105,6 +111,32 @@ impl Pipeline {
             dead_letter,
         })
     }
+}
+
+/// The Kafka consumer: one `kafka://` input (several topics in it), or `[kafka] topics`.
+fn kafka_of(
+    uris: &[String],
+    section: &crate::source::kafka::KafkaSection,
+) -> Result<Option<crate::source::kafka::KafkaSettings>, ConfigError> {
+    use crate::source::kafka::KafkaUri;
+    let invalid = |message: String| ConfigError::Invalid {
+        field: "kafka",
+        message: crate::redact::text(&message),
+    };
+    let uri = match uris {
+        [] if section.topics.is_empty() => return Ok(None),
+        [] => None,
+        [one] => Some(KafkaUri::parse(one).map_err(|e| invalid(e.to_string()))?),
+        _ => {
+            return Err(invalid(
+                "one kafka:// input per run: name several topics in it (kafka://B/T1,T2)".into(),
+            ))
+        }
+    };
+    section
+        .consumer(uri.as_ref())
+        .map(Some)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 /// A pipeline name as a directory name.

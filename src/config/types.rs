@@ -15,6 +15,13 @@ pub enum OutputTarget {
     Ndjson(Option<PathBuf>),
     /// The exact `_bulk` request bodies; `None` is standard output.
     Bulk(Option<PathBuf>),
+    /// Each final document produced to a Kafka topic (`kafka://BROKER[,BROKER]/TOPIC`).
+    Kafka {
+        /// Brokers, comma-separated.
+        brokers: String,
+        /// The topic.
+        topic: String,
+    },
 }
 
 impl FromStr for OutputTarget {
@@ -28,12 +35,23 @@ impl FromStr for OutputTarget {
                 p => Ok(Some(PathBuf::from(p))),
             }
         }
+        if s.starts_with("kafka://") {
+            let uri = crate::source::kafka::KafkaUri::parse(s).map_err(|e| e.to_string())?;
+            let [topic] = uri.topics.as_slice() else {
+                return Err(format!("`{s}`: the Kafka output writes to one topic"));
+            };
+            return Ok(Self::Kafka {
+                brokers: uri.brokers.clone(),
+                topic: topic.clone(),
+            });
+        }
         match s.split_once(':') {
             None if matches!(s, "es" | "elasticsearch" | "opensearch") => Ok(Self::Elasticsearch),
             Some(("ndjson", p)) => Ok(Self::Ndjson(path(p)?)),
             Some(("bulk", p)) => Ok(Self::Bulk(path(p)?)),
             _ => Err(format!(
-                "unknown output `{s}`: use es, ndjson:PATH or bulk:PATH (`-` is standard output)"
+                "unknown output `{s}`: use es, ndjson:PATH, bulk:PATH (`-` is standard output) \
+                 or kafka://BROKER/TOPIC"
             )),
         }
     }
@@ -57,6 +75,7 @@ impl fmt::Display for OutputTarget {
             Self::Elasticsearch => f.write_str("es"),
             Self::Ndjson(p) => write!(f, "ndjson:{}", show(p)),
             Self::Bulk(p) => write!(f, "bulk:{}", show(p)),
+            Self::Kafka { brokers, topic } => write!(f, "kafka://{brokers}/{topic}"),
         }
     }
 }

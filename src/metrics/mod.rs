@@ -1,9 +1,11 @@
 //! Counters kept while a pipeline runs ([`Stats`]), of listeners ([`listeners`]), and the
 //! summary printed at its end ([`summary`]).
 
+mod kafka;
 mod listeners;
 mod summary;
 
+pub use kafka::{KafkaCounters, KafkaSummary, PartitionSummary};
 pub use listeners::{ListenerCounters, ListenerSummary};
 pub use summary::{InputSummary, Summary};
 
@@ -55,6 +57,8 @@ pub struct Stats {
     /// `_bulk` requests in a row that found no engine (0 after any answer); for health.
     pub engine_failures: AtomicU64,
     listeners: RwLock<Vec<(String, Arc<ListenerCounters>)>>,
+    /// The Kafka consumer's commits, rebalances and offsets.
+    pub kafka: KafkaCounters,
     started: Instant,
 }
 
@@ -74,6 +78,7 @@ impl Stats {
             bulk_in_flight: AtomicU64::new(0),
             engine_failures: AtomicU64::new(0),
             listeners: RwLock::new(Vec::new()),
+            kafka: KafkaCounters::default(),
             started: Instant::now(),
         }
     }
@@ -213,6 +218,7 @@ impl Stats {
             dead_letter_path: None,
             inputs,
             listeners: self.listener_summaries(),
+            kafka: self.kafka.summary(),
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct Summary {
     /// Per-listener figures (connections, windows, ACKs, refusals), when the run listened.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<ListenerSummary>,
+    /// The Kafka consumer's figures, when the run consumed from Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<super::KafkaSummary>,
 }
 
 impl Summary {
@@ -140,6 +143,9 @@ impl Summary {
         )?;
         for l in &self.listeners {
             l.write_line(out)?;
+        }
+        if let Some(k) = &self.kafka {
+            k.write_line(out)?;
         }
         if self.interrupted {
             writeln!(

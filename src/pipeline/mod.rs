@@ -18,7 +18,7 @@ pub use report::{Exit, Report, RunError};
 
 use crate::checkpoint::Checkpoints;
 use crate::common::InputId;
-use crate::config::{Mode, OutputTarget, Pipeline};
+use crate::config::{Mode, Pipeline};
 use crate::exporter::{Exporter, QueueProbe};
 use crate::metrics::Stats;
 use crate::sink::dlq::DeadLetter;
@@ -79,6 +79,7 @@ struct Running {
     workers: workers::Workers,
     listeners: Vec<tokio::task::JoinHandle<()>>,
     spool: Option<spool::Running>,
+    kafka: Option<crate::source::kafka::Running>,
     sink: tokio::task::JoinHandle<Result<(), RunError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
     progress: Option<crate::progress::ProgressTask>,
@@ -115,20 +116,19 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
     }
     let sink = sinks::connect(p, &opts.stop).await?;
     // Positions are kept for deliveries to the engine; a file output is written anew each run.
-    let checkpoints = match p.output {
-        OutputTarget::Elasticsearch if opts.checkpoints => {
-            // Each share of a split backfill keeps its own positions.
-            let name = match p.shard {
-                Some(s) => format!("{}#{s}", p.name),
-                None => p.name.clone(),
-            };
-            Some(Arc::new(Checkpoints::open(
-                &p.checkpoint_dir,
-                &name,
-                p.index.as_str(),
-            )?))
-        }
-        _ => None,
+    let checkpoints = if p.keeps_positions() && opts.checkpoints {
+        // Each share of a split backfill keeps its own positions.
+        let name = match p.shard {
+            Some(s) => format!("{}#{s}", p.name),
+            None => p.name.clone(),
+        };
+        Some(Arc::new(Checkpoints::open(
+            &p.checkpoint_dir,
+            &name,
+            p.index.as_str(),
+        )?))
+    } else {
+        None
     };
     let stats = Stats::new(inputs.iter().map(InputFile::label).collect());
     for input in &inputs {
@@ -233,7 +233,7 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         }
         None => (None, None),
     };
-    let listeners = listeners
+    let mut listeners: Vec<tokio::task::JoinHandle<()>> = listeners
         .into_iter()
         .map(|(bound, id, source)| {
             let (intake, index) = (intake.clone(), p.index.to_string());
@@ -241,6 +241,15 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
             tokio::spawn(async move { bound.serve(intake, id, grace, &index, spool).await })
         })
         .collect();
+    let kafka = match &p.kafka {
+        Some(k) => {
+            let (task, running) =
+                crate::source::kafka::start(k, p.mode != Mode::Tail, intake.clone())?;
+            listeners.push(task);
+            Some(running)
+        }
+        None => None,
+    };
     drop((intake, spool_tx));
     let mut background = Vec::new();
     if let Some(addr) = opts.metrics_addr {
@@ -266,6 +275,7 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         workers,
         listeners,
         spool,
+        kafka,
         sink,
         background,
         progress,
@@ -307,6 +317,7 @@ async fn finish(p: &Pipeline, stop: &AtomicBool, running: Running) -> Report {
         workers,
         listeners,
         spool,
+        kafka,
         sink,
         background,
         progress,
@@ -320,6 +331,10 @@ async fn finish(p: &Pipeline, stop: &AtomicBool, running: Running) -> Report {
     if let Some(s) = spool {
         // The keeper writes the last settled position once the last chunk is gone.
         let _ = tokio::task::spawn_blocking(move || s.join()).await;
+    }
+    if let Some(k) = kafka {
+        // The last commit, once every chunk is settled.
+        let _ = tokio::task::spawn_blocking(move || k.join()).await;
     }
     for task in background {
         task.abort();

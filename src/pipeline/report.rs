@@ -66,6 +66,12 @@ pub enum RunError {
     /// The spool could not be opened.
     #[error(transparent)]
     Spool(#[from] crate::source::spool::SpoolError),
+    /// The Kafka consumer could not start.
+    #[error(transparent)]
+    KafkaInput(#[from] crate::source::kafka::consumer::KafkaStartError),
+    /// The Kafka output failed.
+    #[error(transparent)]
+    KafkaOutput(#[from] crate::sink::kafka::KafkaSinkError),
     /// The metrics address could not be bound.
     #[error("cannot serve metrics on {addr}")]
     Metrics {

@@ -1,10 +1,11 @@
-//! The sink of a run: the engine (connected, its template installed) or a file.
+//! The sink of a run: the engine (connected, its template installed), a file, or Kafka.
 
 use super::RunError;
 use crate::config::{OutputTarget, Pipeline};
 use crate::sink::elasticsearch::template::{self, Wanted};
 use crate::sink::elasticsearch::{BulkSink, EsClient};
 use crate::sink::file::{self, FileFormat};
+use crate::sink::kafka::KafkaSink;
 use crate::sink::wire::Actions;
 use crate::sink::Accounting;
 use crate::transform::EncodedChunk;
@@ -18,6 +19,8 @@ pub(super) enum Sink {
     Engine(Box<BulkSink>),
     /// A file (or standard output), and what each document becomes in it.
     File(Option<PathBuf>, FileFormat),
+    /// A Kafka topic.
+    Kafka(KafkaSink),
 }
 
 /// Connects to the engine and installs the template, or names the output file.
@@ -47,6 +50,16 @@ pub(super) async fn connect(p: &Pipeline, stop: &Arc<AtomicBool>) -> Result<Sink
         }
         OutputTarget::Ndjson(path) => Sink::File(path.clone(), FileFormat::Documents),
         OutputTarget::Bulk(path) => Sink::File(path.clone(), FileFormat::Bulk(actions)),
+        OutputTarget::Kafka { brokers, topic } => {
+            let connection =
+                p.kafka_section
+                    .connection()
+                    .map_err(|e| crate::config::ConfigError::Invalid {
+                        field: "kafka",
+                        message: e.to_string(),
+                    })?;
+            Sink::Kafka(KafkaSink::new(brokers, topic, &connection))
+        }
     })
 }
 
@@ -64,5 +77,9 @@ pub(super) async fn run(
         .await
         .expect("file sink panicked")
         .map_err(Into::into),
+        Sink::Kafka(kafka) => tokio::task::spawn_blocking(move || kafka.run(&rx, &acct))
+            .await
+            .expect("Kafka sink panicked")
+            .map_err(Into::into),
     }
 }

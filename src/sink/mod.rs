@@ -7,6 +7,7 @@ pub mod accounting;
 pub mod dlq;
 pub mod elasticsearch;
 pub mod file;
+pub mod kafka;
 pub mod rate;
 pub mod wire;
 

@@ -20,6 +20,7 @@ mod archive;
 mod context;
 mod gzip;
 pub mod intake;
+pub mod kafka;
 pub mod listen;
 mod read;
 mod resolve;

@@ -26,6 +26,15 @@ pub fn document_id<D: Fields + ?Sized>(doc: &D, raw: &[u8], line: u64) -> String
 pub struct DocId([u8; 32]);
 
 impl DocId {
+    /// An id given as text (32 lower-case hex digits), as evtship writes them.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let bytes: [u8; 32] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            .then_some(Self(bytes))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits are ASCII")

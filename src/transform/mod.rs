@@ -167,13 +167,18 @@ impl Encoder {
                 Identity::Position => raw.lines[i].number,
                 Identity::Content => 0,
             };
-            match self.encode_record(line, number, &now, &mut fields, &mut buf) {
+            let route = raw.route(i);
+            let encoded = match route.filter(|r| r.verbatim) {
+                Some(r) => self.verbatim(line, r, &mut buf),
+                None => self.encode_record(line, number, &now, &mut fields, &mut buf),
+            };
+            match encoded {
                 Ok((id, time)) => docs.push(EncodedDoc {
                     line: i,
                     doc: start..buf.len(),
                     id,
                     time,
-                    route: raw.route(i).cloned(),
+                    route: route.cloned(),
                 }),
                 Err(reason) => {
                     buf.truncate(start);
@@ -191,6 +196,40 @@ impl Encoder {
 }
 
 impl Encoder {
+    /// Appends a document that is final already (written by evtship's Kafka output) as it
+    /// is; its id is the route's.
+    fn verbatim(
+        &self,
+        line: &[u8],
+        route: &Route,
+        buf: &mut Vec<u8>,
+    ) -> Result<(DocId, Option<DateTime<Utc>>), String> {
+        /// The document's time; reading it checks that the document is one JSON object.
+        #[derive(serde::Deserialize)]
+        struct Stamp<'a> {
+            #[serde(rename = "@timestamp", borrow)]
+            timestamp: Option<Cow<'a, str>>,
+        }
+        let stamp: Stamp<'_> =
+            serde_json::from_slice(line).map_err(|e| format!("not a JSON object document: {e}"))?;
+        let id = route
+            .id
+            .as_deref()
+            .and_then(DocId::from_hex)
+            .unwrap_or_else(|| id::id_of(&Map::new(), line, 0));
+        let time = if self.times {
+            stamp
+                .timestamp
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        } else {
+            None
+        };
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        Ok((id, time))
+    }
+
     /// Appends the document line of one record to `buf`; returns its id and time, or why the
     /// record is no document.
     fn encode_record<'a>(

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod listen;
 pub mod proxy;
 pub mod recorder;

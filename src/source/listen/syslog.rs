@@ -20,10 +20,8 @@
 //! of a plain MSG as `#012` (LF) and `#011` (TAB); those two come back as the characters. A
 //! message without a `<PRI>` is all `Message`.
 
-use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 const FACILITIES: [&str; 24] = [
     "kern",
@@ -212,9 +210,9 @@ pub fn record(message: &[u8]) -> Vec<u8> {
     let (header, msg) = split(&text);
     let fields = header.fields();
     let body = msg.trim_matches(|c: char| c == ' ' || c == '\r' || c == '\n');
-    if body.starts_with('{') && body.ends_with('}') {
-        if let Ok(keys) = serde_json::from_str::<HashMap<Cow<'_, str>, IgnoredAny>>(body) {
-            return merged(body, keys.len(), &fields, |k| keys.contains_key(k));
+    if body.starts_with('{') {
+        if let Some(record) = crate::common::fields::append_missing(body.as_bytes(), &fields) {
+            return record;
         }
     }
     let mut obj = Map::new();
@@ -223,33 +221,6 @@ pub fn record(message: &[u8]) -> Vec<u8> {
         obj.insert(k.into(), v);
     }
     serde_json::to_vec(&Value::Object(obj)).expect("a map of strings")
-}
-
-/// The object `body` (of `len` keys) with the fields it has not got appended.
-fn merged(
-    body: &str,
-    len: usize,
-    fields: &[(&'static str, Value)],
-    has: impl Fn(&str) -> bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 160);
-    out.extend_from_slice(&body.as_bytes()[..body.len() - 1]);
-    let mut first = len == 0;
-    for (k, v) in fields {
-        if has(k) {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.push(b'"');
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b"\":");
-        serde_json::to_writer(&mut out, v).expect("a string");
-    }
-    out.push(b'}');
-    out
 }
 
 /// rsyslog's `#012` and `#011` back to LF and TAB.

@@ -159,6 +159,7 @@ pub fn parse(
             index: route_index,
             id: id.clone(),
             overwrite: op == "index",
+            verbatim: false,
         });
         let line = chunk.lines.len();
         chunk.push_record(doc_n as u64, |buf| buf.extend_from_slice(doc));

@@ -87,6 +87,147 @@ fn item_level_429_and_503_on_a_fifth_of_the_items_are_all_delivered() {
     assert_each_once(&index, "RecordNumber", total as u64);
 }
 
+/// Runs evtship through `proxy` with `extra` pipeline settings; returns its summary.
+fn run_through(proxy: &FaultProxy, dir: &Path, input: &Path, index: &str, extra: &str) -> Value {
+    let p = pipeline(dir, input, index, extra);
+    let s = dir.join("s.json");
+    let out = evtship_cmd(
+        dir,
+        &proxy.url,
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--no-progress",
+            "--summary-json",
+            s.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    summary(&s)
+}
+
+#[test]
+fn gzip_bodies_reach_the_engine_and_a_refused_request_is_sent_again_byte_for_byte() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("gzip");
+    let input = dir.path().join("r.json");
+    let total = 6000;
+    write_records(&input, total, "GZIP");
+    let proxy = FaultProxy::start(&es_url());
+    proxy.set(|f| f.request_fault_rate = 0.3);
+    // The default compression level (1): nothing about compression in the file.
+    let s = run_through(
+        &proxy,
+        dir.path(),
+        &input,
+        &index.name,
+        "[bulk]\nmax_events = 300\ninitial_backoff_ms = 20\nmax_backoff_ms = 100\n",
+    );
+    assert_eq!(s["events_indexed"], total);
+    assert_eq!(s["dead_lettered"], 0);
+    assert_each_once(&index, "RecordNumber", total as u64);
+    let seen = &proxy.seen;
+    let (wire, plain) = (seen.wire_bytes.load(SeqCst), seen.body_bytes.load(SeqCst));
+    let bodies = seen.bodies.lock().unwrap().clone();
+    let faulted = seen.faulted_requests.load(SeqCst) as usize;
+    assert!(faulted >= 3, "only {faulted} requests refused");
+    assert_eq!(
+        seen.gzip_bodies.load(SeqCst) as usize,
+        bodies.len(),
+        "every body gzipped"
+    );
+    assert!(wire * 5 < plain, "{wire} bytes on the wire for {plain}");
+    // A whole request refused is sent again with the same bytes: the distinct bodies are the
+    // requests less the refused ones.
+    let distinct: std::collections::HashSet<_> = bodies.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        bodies.len() - faulted,
+        "{} bodies",
+        bodies.len()
+    );
+    let bulk = &s["bulk"];
+    assert_eq!(bulk["compression_level"], 1);
+    assert_eq!(bulk["requests"].as_u64(), Some(bodies.len() as u64));
+    assert_eq!(bulk["wire_bytes"].as_u64(), Some(wire));
+    assert_eq!(bulk["body_bytes"].as_u64(), Some(plain));
+}
+
+#[test]
+fn compression_level_0_sends_bodies_as_they_are() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let index = TestIndex::new("nogzip");
+    let proxy = FaultProxy::start(&es_url());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("r.json");
+    write_records(&input, 1000, "PLAIN");
+    let p = pipeline(
+        dir.path(),
+        &input,
+        &index.name,
+        "[bulk]\nmax_events = 300\n",
+    );
+    let out = evtship_cmd(
+        dir.path(),
+        &proxy.url,
+        &[
+            "run",
+            p.to_str().unwrap(),
+            "--no-progress",
+            "--compression-level",
+            "0",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(proxy.seen.gzip_bodies.load(SeqCst), 0);
+    assert_eq!(
+        proxy.seen.wire_bytes.load(SeqCst),
+        proxy.seen.body_bytes.load(SeqCst)
+    );
+    assert_each_once(&index, "RecordNumber", 1000);
+}
+
+#[test]
+fn adaptive_concurrency_under_30_percent_429_delivers_everything_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("adaptive");
+    let input = dir.path().join("r.json");
+    let total = 20_000;
+    write_records(&input, total, "ADAPTIVE");
+    let proxy = FaultProxy::start(&es_url());
+    proxy.set(|f| f.request_fault_rate = 0.3);
+    let s = run_through(
+        &proxy,
+        dir.path(),
+        &input,
+        &index.name,
+        "[bulk]\nmax_events = 250\nconcurrency = \"adaptive\"\nmax_concurrency = 12\n\
+         initial_backoff_ms = 20\nmax_backoff_ms = 200\n",
+    );
+    assert_eq!(s["events_indexed"], total);
+    assert_eq!(s["dead_lettered"], 0);
+    assert_each_once(&index, "RecordNumber", total as u64);
+    assert!(proxy.seen.faulted_requests.load(SeqCst) >= 10);
+    let c = &s["bulk"]["concurrency"];
+    assert_eq!(c["mode"], "adaptive", "{c}");
+    assert_eq!(c["lowest"], 1, "it starts at the floor: {c}");
+    // Refusals at a steady share do not hold it at the floor.
+    assert!(c["highest"].as_u64().unwrap() >= 3, "{c}");
+    assert!(c["last"].as_u64().unwrap() >= 2, "{c}");
+}
+
 #[test]
 fn rejected_items_are_dead_lettered_then_replayed_once_the_mapping_is_fixed() {
     let dir = tempfile::tempdir().unwrap();

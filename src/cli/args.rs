@@ -67,6 +67,12 @@ pub struct SourceArgs {
     /// Elastic Cloud id.
     #[arg(long, env = "ES_CLOUD_ID")]
     pub cloud_id: Option<String>,
+    /// gzip level of _bulk request bodies: 0 (off) to 9 (smallest); default 1.
+    #[arg(long, value_name = "0-9")]
+    pub compression_level: Option<evtship::sink::elasticsearch::CompressionLevel>,
+    /// _bulk requests in flight: a number (default 4) or `adaptive`.
+    #[arg(long, value_name = "N|adaptive")]
+    pub concurrency: Option<evtship::sink::elasticsearch::ConcurrencySetting>,
 }
 
 #[derive(Subcommand)]
@@ -204,6 +210,8 @@ pub fn overrides(s: SourceArgs) -> Overrides {
         password: std::env::var("ES_PASSWORD").ok().filter(|v| !v.is_empty()),
         api_key: s.api_key,
         cloud_id: s.cloud_id,
+        compression_level: s.compression_level,
+        concurrency: s.concurrency,
         no_inputs_needed: false,
     }
 }

@@ -50,8 +50,19 @@ pub fn run(path: &Path, p: &Pipeline) -> Exit {
             k.group
         )
     });
+    let requests = if p.output == evtship::config::OutputTarget::Elasticsearch {
+        let concurrency = match p.bulk.concurrency() {
+            evtship::sink::elasticsearch::Concurrency::Fixed(n) => format!("concurrency {n}"),
+            evtship::sink::elasticsearch::Concurrency::Adaptive { min, max } => {
+                format!("adaptive concurrency {min} to {max}")
+            }
+        };
+        format!("; requests {}, {concurrency}", p.es.compression)
+    } else {
+        String::new()
+    };
     println!(
-        "{}: valid; {files} input file(s) found{listening}{consuming}; output {}; template {}",
+        "{}: valid; {files} input file(s) found{listening}{consuming}; output {}; template {}{requests}",
         path.display(),
         p.output_for_display(),
         p.template_name()

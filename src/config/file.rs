@@ -40,6 +40,8 @@ pub struct ElasticsearchSection {
     /// Write to a data stream of this name instead of an index (`op_type` create; the template
     /// declares the stream).
     pub data_stream: Option<bool>,
+    /// gzip level of `_bulk` request bodies: 0 (off) to 9; 1 when unset.
+    pub compression_level: Option<crate::sink::elasticsearch::CompressionLevel>,
     /// TLS settings (`[elasticsearch.tls]`).
     #[serde(default)]
     pub tls: TlsSettings,

@@ -86,6 +86,10 @@ pub struct Overrides {
     pub api_key: Option<String>,
     /// `--cloud-id` or `ES_CLOUD_ID`.
     pub cloud_id: Option<String>,
+    /// `--compression-level`.
+    pub compression_level: Option<crate::sink::elasticsearch::CompressionLevel>,
+    /// `--concurrency`.
+    pub concurrency: Option<crate::sink::elasticsearch::ConcurrencySetting>,
     /// The command reads no input (`setup`): an empty input list is no error.
     pub no_inputs_needed: bool,
 }
@@ -199,6 +203,47 @@ mod tests {
     fn zero_batch_size_is_rejected_with_its_line() {
         let err = parse("[bulk]\nconcurrency = 2\nmax_events = 0\n").unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn compression_and_concurrency_are_checked_with_their_line() {
+        use crate::sink::elasticsearch::{CompressionLevel, ConcurrencySetting};
+        let err = parse("[elasticsearch]\ncompression_level = 12\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 2") && text.contains("0..=9"), "{text}");
+        let err = parse("[bulk]\nconcurrency = \"fast\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("line 2") && text.contains("adaptive"),
+            "{text}"
+        );
+        let err = parse("[bulk]\nconcurrency = 0\n").unwrap_err();
+        assert!(err.to_string().contains("1 or more"), "{err}");
+        let file = parse(
+            "inputs = [\"a\"]\n[elasticsearch]\ncompression_level = 0\n[bulk]\nconcurrency = \"adaptive\"\nmax_concurrency = 8\n",
+        )
+        .unwrap();
+        assert_eq!(file.bulk.concurrency, ConcurrencySetting::Adaptive);
+        let p = Pipeline::resolve(Some(file), Overrides::default()).unwrap();
+        assert_eq!(p.es.compression, CompressionLevel::OFF);
+        assert_eq!(
+            p.bulk.concurrency(),
+            crate::sink::elasticsearch::Concurrency::Adaptive { min: 1, max: 8 }
+        );
+        let file =
+            parse("inputs = [\"a\"]\n[bulk]\nmin_concurrency = 9\nmax_concurrency = 8\n").unwrap();
+        let err = Pipeline::resolve(Some(file), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("min_concurrency"), "{err}");
+        let default = Pipeline::resolve(
+            Some(parse("inputs = [\"a\"]\n").unwrap()),
+            Overrides {
+                concurrency: Some("adaptive".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(default.es.compression, CompressionLevel::DEFAULT);
+        assert_eq!(default.bulk.concurrency, ConcurrencySetting::Adaptive);
     }
 
     #[test]

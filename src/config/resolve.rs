@@ -20,7 +20,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 impl Pipeline {
     /// Merges a pipeline file (or none) with command-line overrides and checks the result.
     pub fn resolve(file: Option<PipelineFile>, ov: Overrides) -> Result<Self, ConfigError> {
-        let file = file.unwrap_or_default();
+        let mut file = file.unwrap_or_default();
+        if let Some(c) = ov.concurrency {
+            file.bulk.concurrency = c;
+        }
         let all_inputs = if ov.inputs.is_empty() {
             file.inputs.clone()
         } else {
@@ -193,6 +196,9 @@ fn merge_connection(
     mut es: ElasticsearchSection,
     ov: &Overrides,
 ) -> Result<ElasticsearchSection, ConfigError> {
+    if ov.compression_level.is_some() {
+        es.compression_level = ov.compression_level;
+    }
     if let Some(url) = &ov.es_url {
         es.url = Some(url.clone());
         es.urls = None;
@@ -300,6 +306,7 @@ fn settings_of(es: ElasticsearchSection) -> EsSettings {
             .timeout_seconds
             .map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t.get() as u64)),
         tls: es.tls,
+        compression: es.compression_level.unwrap_or_default(),
     }
 }
 

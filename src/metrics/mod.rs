@@ -1,10 +1,12 @@
 //! Counters kept while a pipeline runs ([`Stats`]), of listeners ([`listeners`]), and the
 //! summary printed at its end ([`summary`]).
 
+mod bulk;
 mod kafka;
 mod listeners;
 mod summary;
 
+pub use bulk::{BulkCounters, BulkSummary, ConcurrencySummary};
 pub use kafka::{KafkaCounters, KafkaSummary, PartitionSummary};
 pub use listeners::{ListenerCounters, ListenerSummary};
 pub use summary::{InputSummary, Summary};
@@ -59,6 +61,8 @@ pub struct Stats {
     listeners: RwLock<Vec<(String, Arc<ListenerCounters>)>>,
     /// The Kafka consumer's commits, rebalances and offsets.
     pub kafka: KafkaCounters,
+    /// The `_bulk` requests: bytes before and after compression, concurrency.
+    pub bulk: BulkCounters,
     started: Instant,
 }
 
@@ -79,6 +83,7 @@ impl Stats {
             engine_failures: AtomicU64::new(0),
             listeners: RwLock::new(Vec::new()),
             kafka: KafkaCounters::default(),
+            bulk: BulkCounters::default(),
             started: Instant::now(),
         }
     }
@@ -219,6 +224,7 @@ impl Stats {
             inputs,
             listeners: self.listener_summaries(),
             kafka: self.kafka.summary(),
+            bulk: self.bulk.summary(),
         }
     }
 }

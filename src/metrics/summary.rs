@@ -75,6 +75,10 @@ pub struct Summary {
     /// The Kafka consumer's figures, when the run consumed from Kafka.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka: Option<super::KafkaSummary>,
+    /// The `_bulk` requests (bytes before and after compression, concurrency), when any was
+    /// sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<super::BulkSummary>,
 }
 
 impl Summary {
@@ -146,6 +150,9 @@ impl Summary {
         }
         if let Some(k) = &self.kafka {
             k.write_line(out)?;
+        }
+        if let Some(b) = &self.bulk {
+            b.write_line(out)?;
         }
         if self.interrupted {
             writeln!(

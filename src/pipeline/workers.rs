@@ -60,7 +60,7 @@ pub(super) fn start(
 ) -> Started {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (raw_tx, raw_rx) = flume::bounded::<RawChunk>(threads * 2);
-    let (enc_tx, enc_rx) = flume::bounded::<EncodedChunk>(p.bulk.concurrency.get() * 2);
+    let (enc_tx, enc_rx) = flume::bounded::<EncodedChunk>(p.bulk.queue_depth());
     let (raw, encoded) = (raw_tx.downgrade(), enc_tx.downgrade());
     let order = Arc::new(AtomicU64::new(0));
     let listeners = raw_tx.clone();

@@ -4,8 +4,10 @@
 //! (accept and close at once), cut them (read the request, close without an answer), forward
 //! a `_bulk` request and swallow the engine's answer, delay
 //! answers, answer whole requests with a status of its choosing, or answer single `_bulk` items
-//! with 429/503/400 without forwarding them (so that the engine never sees them). It counts what
-//! it saw, including the `Authorization` headers.
+//! with 429/503/400 without forwarding them (so that the engine never sees them), or answer a
+//! share of `_bulk` requests as a whole. A gzip body (`Content-Encoding: gzip`) is inflated and
+//! forwarded as it is. It counts what it saw, including the `Authorization` headers and the
+//! compressed bodies.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,6 +34,10 @@ pub struct Faults {
     pub item_fault_rate: f64,
     /// Statuses for faulted items.
     pub item_statuses: Vec<u16>,
+    /// Fraction of `_bulk` requests answered as a whole with `request_fault_status`.
+    pub request_fault_rate: f64,
+    /// The status of those answers (429 unless set).
+    pub request_fault_status: Option<u16>,
 }
 
 /// Counters of what went through.
@@ -43,6 +49,16 @@ pub struct Seen {
     pub faulted_items: AtomicU64,
     /// Connections refused or cut.
     pub dropped: AtomicU64,
+    /// `_bulk` requests answered as a whole with a fault.
+    pub faulted_requests: AtomicU64,
+    /// `_bulk` requests whose body came gzipped.
+    pub gzip_bodies: AtomicU64,
+    /// Bytes of `_bulk` bodies as received.
+    pub wire_bytes: AtomicU64,
+    /// Bytes of `_bulk` bodies once inflated.
+    pub body_bytes: AtomicU64,
+    /// xxh3 of every `_bulk` body as received, in order.
+    pub bodies: Mutex<Vec<u64>>,
 }
 
 /// A running proxy.
@@ -182,10 +198,14 @@ fn serve(
             seen.dropped.fetch_add(1, SeqCst);
             return;
         }
-        let Some(req) = read_request(&mut reader) else {
+        let Some(mut req) = read_request(&mut reader) else {
             return;
         };
         seen.requests.fetch_add(1, SeqCst);
+        let bulk = req.method == "POST" && req.target.contains("_bulk");
+        if bulk {
+            inflate(&mut req, seen);
+        }
         if let Some((_, v)) = req
             .headers
             .iter()
@@ -209,7 +229,16 @@ fn serve(
             }
             continue;
         }
-        let bulk = req.method == "POST" && req.target.contains("_bulk");
+        if bulk && f.request_fault_rate > 0.0 && fastrand::f64() < f.request_fault_rate {
+            seen.faulted_requests.fetch_add(1, SeqCst);
+            let status = f.request_fault_status.unwrap_or(429);
+            let body =
+                json!({"error": {"type": "fault_proxy", "reason": "injected"}, "status": status});
+            if respond(&mut writer, status, body.to_string().as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         if bulk && f.swallow {
             forward(&client, upstream, &req, req.body.clone());
             seen.dropped.fetch_add(1, SeqCst);
@@ -224,6 +253,29 @@ fn serve(
             return;
         }
     }
+}
+
+/// Counts a `_bulk` body, and inflates it when it came gzipped.
+fn inflate(req: &mut Request, seen: &Seen) {
+    seen.wire_bytes.fetch_add(req.body.len() as u64, SeqCst);
+    seen.bodies
+        .lock()
+        .unwrap()
+        .push(xxhash_rust::xxh3::xxh3_64(&req.body));
+    if req
+        .header("content-encoding")
+        .is_some_and(|e| e.eq_ignore_ascii_case("gzip"))
+    {
+        seen.gzip_bodies.fetch_add(1, SeqCst);
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&req.body[..])
+            .read_to_end(&mut plain)
+            .expect("a gzip body inflates");
+        req.body = plain;
+        req.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("content-encoding"));
+    }
+    seen.body_bytes.fetch_add(req.body.len() as u64, SeqCst);
 }
 
 fn forward(

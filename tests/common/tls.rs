@@ -151,13 +151,21 @@ fn forward(upstream: &str, head: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     let method = first.next().unwrap_or("GET");
     let target = first.next().unwrap_or("/");
     let client = reqwest::blocking::Client::new();
-    let req = client
+    let mut req = client
         .request(
             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
             format!("{upstream}{target}"),
         )
         .header("Content-Type", "application/json")
         .body(body);
+    // A gzip body (evtship compresses _bulk bodies) goes on as it came.
+    for line in head.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("content-encoding") {
+                req = req.header("Content-Encoding", v.trim());
+            }
+        }
+    }
     match req.send() {
         Ok(r) => (
             r.status().as_u16(),

@@ -9,6 +9,8 @@
 //! malformed request) stops the run.
 
 use super::batch::{retry_body, Batch, Item};
+use super::compress::Body;
+use super::concurrency::{Concurrency, Limiter, Signal, Slot};
 use super::retry::{self, Cause, SendError};
 use super::settings::BulkSettings;
 use super::{EsClient, EsError};
@@ -18,7 +20,7 @@ use crate::sink::wire::Actions;
 use crate::sink::Accounting;
 use crate::transform::EncodedChunk;
 use bytes::Bytes;
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use elasticsearch::http::Method;
 use serde::Deserialize;
 use serde_json::Value;
@@ -26,7 +28,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Only what evtship reads of a `_bulk` response.
@@ -119,7 +120,17 @@ impl BulkSink {
         acct: Arc<Accounting>,
     ) -> Result<(), EsError> {
         let me = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(me.settings.concurrency.get()));
+        let permits = Limiter::new(me.settings.concurrency());
+        acct.stats.bulk.compression_level.store(
+            u64::from(me.client.compression.gzip().unwrap_or(0)),
+            Relaxed,
+        );
+        acct.stats.bulk.adaptive.store(
+            matches!(me.settings.concurrency(), Concurrency::Adaptive { .. }),
+            Relaxed,
+        );
+        let f = permits.figures();
+        acct.stats.bulk.set_limit(f.last, f.lowest, f.highest);
         let mut tasks: JoinSet<Result<(), EsError>> = JoinSet::new();
         let (max_events, max_bytes) = me
             .limits
@@ -171,7 +182,7 @@ impl BulkSink {
             // `flush_after`. A sender waiting for its answer (a Beats window, an HTTP request,
             // a line just appended) does not wait for a batch that would not fill; when the
             // engine is the bottleneck every slot is busy and batches fill as before.
-            if !batch.is_empty() && rx.is_empty() && permits.available_permits() > 0 {
+            if !batch.is_empty() && rx.is_empty() && permits.has_free_slot() {
                 let partial = std::mem::replace(&mut batch, Batch::new(max_bytes, max_events));
                 me.dispatch(partial, &permits, &mut tasks, &acct).await?;
             }
@@ -188,23 +199,19 @@ impl BulkSink {
     async fn dispatch(
         self: &Arc<Self>,
         batch: Batch,
-        permits: &Arc<Semaphore>,
+        permits: &Arc<Limiter>,
         tasks: &mut JoinSet<Result<(), EsError>>,
         acct: &Arc<Accounting>,
     ) -> Result<(), EsError> {
         self.limits
             .acquire(batch.items.len(), batch.body.len())
             .await;
-        // Waiting for a permit is the backpressure: readers pause while requests are in flight.
-        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        // Waiting for a slot is the backpressure: readers pause while requests are in flight.
+        let slot = permits.acquire().await;
         let me = self.clone();
         let acct = acct.clone();
         let (body, items) = batch.freeze();
-        tasks.spawn(async move {
-            let result = me.deliver(body, items, &acct).await;
-            drop(permit);
-            result
-        });
+        tasks.spawn(async move { me.deliver(body, items, &acct, slot).await });
         // Surface a fatal error from an earlier request without waiting for the end.
         while let Some(done) = tasks.try_join_next() {
             flatten(done)?;
@@ -212,16 +219,20 @@ impl BulkSink {
         Ok(())
     }
 
-    /// Sends one batch until every item has an outcome.
+    /// Sends one batch until every item has an outcome, holding its request slot until then
+    /// (through the pauses before retries too, so that the slots bound memory).
     async fn deliver(
         &self,
-        mut body: Bytes,
+        plain: Bytes,
         mut items: Vec<Item>,
         acct: &Accounting,
+        slot: Slot,
     ) -> Result<(), EsError> {
+        // Compressed once; a retry of the whole request sends the same bytes again.
+        let mut body = Body::encode(plain, self.client.compression).await;
         let mut attempt = 0u32;
         loop {
-            let Some(retry) = self.send(&body, items, acct).await? else {
+            let Some(retry) = self.send(&body, items, acct, &slot).await? else {
                 return Ok(());
             };
             attempt += 1;
@@ -255,7 +266,14 @@ impl BulkSink {
                 retry.cause
             );
             self.pause(delay).await;
-            (body, items) = retry_body(&body, retry.items);
+            if retry.cause.is_whole_request() {
+                // The same items: the same (compressed) bytes.
+                items = retry.items;
+            } else {
+                let (plain, again) = retry_body(&body.plain, retry.items);
+                body = Body::encode(plain, self.client.compression).await;
+                items = again;
+            }
         }
     }
 
@@ -274,16 +292,44 @@ impl BulkSink {
     /// One `_bulk` request; returns the items to send again, if any.
     async fn send(
         &self,
-        body: &Bytes,
+        body: &Body,
+        items: Vec<Item>,
+        acct: &Accounting,
+        slot: &Slot,
+    ) -> Result<Option<Retry>, EsError> {
+        let stats = &acct.stats;
+        stats.bulk_in_flight.fetch_add(1, Relaxed);
+        stats.bulk.sent(body.plain.len(), body.wire.len());
+        let started = std::time::Instant::now();
+        let answer = self.request(body).await;
+        let rtt = started.elapsed();
+        stats.bulk_latency.observe(rtt.as_secs_f64());
+        stats.bulk_in_flight.fetch_sub(1, Relaxed);
+        let outcome = self.judge_answer(answer, items, acct);
+        let signal = match &outcome {
+            Ok(Some(Retry {
+                cause: Cause::Unanswered(_),
+                ..
+            })) => Signal::Failed,
+            Ok(Some(Retry {
+                cause: Cause::Request(s) | Cause::Items { status: s, .. },
+                ..
+            })) if matches!(s, 429 | 503) => Signal::Refused,
+            _ => Signal::Answered,
+        };
+        let f = slot.sample(signal, rtt);
+        stats.bulk.set_limit(f.last, f.lowest, f.highest);
+        outcome
+    }
+
+    /// The outcome of one request's answer (or of its lack).
+    fn judge_answer(
+        &self,
+        answer: Result<(u16, Vec<u8>), SendError>,
         items: Vec<Item>,
         acct: &Accounting,
     ) -> Result<Option<Retry>, EsError> {
         let stats = &acct.stats;
-        stats.bulk_in_flight.fetch_add(1, Relaxed);
-        let started = std::time::Instant::now();
-        let answer = self.request(body).await;
-        stats.bulk_latency.observe(started.elapsed().as_secs_f64());
-        stats.bulk_in_flight.fetch_sub(1, Relaxed);
         let (status, text) = match answer {
             Ok(a) => {
                 stats.engine_failures.store(0, Relaxed);
@@ -321,13 +367,16 @@ impl BulkSink {
     }
 
     /// Sends one `_bulk` body; the answer's status and body, or why there is none.
-    async fn request(&self, body: &Bytes) -> Result<(u16, Vec<u8>), SendError> {
+    async fn request(&self, body: &Body) -> Result<(u16, Vec<u8>), SendError> {
         let (node_index, node) = self.client.pick();
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         );
+        if body.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         // A `Bytes` body is handed to the HTTP client as it is, without a copy.
         let sent = node
             .client
@@ -336,7 +385,7 @@ impl BulkSink {
                 "/_bulk",
                 headers,
                 Some(&[("filter_path", FILTER_PATH)]),
-                Some(body.clone()),
+                Some(body.wire.clone()),
                 None,
             )
             .await;

@@ -33,6 +33,8 @@ pub struct EsClient {
     dead_until: Mutex<Vec<Option<Instant>>>,
     /// The URLs, credentials hidden, for messages.
     pub shown_url: String,
+    /// gzip level of `_bulk` bodies.
+    pub compression: super::CompressionLevel,
 }
 
 /// Splits `user:password@` off a URL.
@@ -124,6 +126,7 @@ impl EsClient {
             nodes,
             current: AtomicUsize::new(0),
             shown_url,
+            compression: es.compression,
         })
     }
 

@@ -5,13 +5,17 @@ mod batch;
 pub mod bulk;
 pub mod client;
 pub mod cloud;
+pub mod compress;
+pub mod concurrency;
 pub mod retry;
 pub mod settings;
 pub mod template;
 
 pub use bulk::BulkSink;
 pub use client::{EsClient, Node};
-pub use settings::{BulkSettings, EsSettings, TlsSettings};
+pub use compress::CompressionLevel;
+pub use concurrency::Concurrency;
+pub use settings::{BulkSettings, ConcurrencySetting, EsSettings, TlsSettings};
 
 use std::path::PathBuf;
 use thiserror::Error;

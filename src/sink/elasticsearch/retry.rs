@@ -82,6 +82,11 @@ impl Cause {
         }
     }
 
+    /// Whether the whole request is sent again (not some of its items).
+    pub fn is_whole_request(&self) -> bool {
+        matches!(self, Self::Unanswered(_) | Self::Request(_))
+    }
+
     /// Whether no engine answered (for health).
     pub fn is_connection(&self) -> bool {
         matches!(self, Self::Unanswered(SendError::Connection { .. }))

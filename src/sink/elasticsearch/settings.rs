@@ -2,6 +2,7 @@
 //! grouped and sent (the `[elasticsearch]`, `[elasticsearch.tls]` and `[bulk]` sections, once
 //! resolved).
 
+use super::concurrency::Concurrency;
 use crate::common::ByteSize;
 use serde::Deserialize;
 use std::num::NonZeroUsize;
@@ -27,6 +28,8 @@ pub struct EsSettings {
     pub timeout: Duration,
     /// TLS settings.
     pub tls: TlsSettings,
+    /// gzip level of `_bulk` bodies (0 = off).
+    pub compression: super::CompressionLevel,
 }
 
 impl EsSettings {
@@ -80,8 +83,14 @@ pub struct BulkSettings {
     /// bytes). Each request in flight holds its body and the records in it: 2 MiB x 4 keeps a
     /// run under 64 MiB, as fast on a 2-core engine as 5 MiB (bench/run).
     pub max_bytes: ByteSize,
-    /// Requests in flight at once.
-    pub concurrency: NonZeroUsize,
+    /// Requests in flight at once: a number, or `"adaptive"` (found as the run goes, within
+    /// `min_concurrency..=max_concurrency`; see the `concurrency` module).
+    pub concurrency: ConcurrencySetting,
+    /// The floor of an adaptive concurrency.
+    pub min_concurrency: NonZeroUsize,
+    /// The ceiling of an adaptive concurrency. Each request in flight holds its body and its
+    /// records: 16 keeps a run under about 150 MiB.
+    pub max_concurrency: NonZeroUsize,
     /// Retries of a retryable failure (429, 5xx, connection errors) before a record is
     /// dead-lettered.
     pub max_retries: u32,
@@ -107,7 +116,9 @@ impl Default for BulkSettings {
         Self {
             max_events: NonZeroUsize::new(5000).expect("non-zero"),
             max_bytes: ByteSize(2 * 1024 * 1024),
-            concurrency: NonZeroUsize::new(4).expect("non-zero"),
+            concurrency: ConcurrencySetting::Fixed(NonZeroUsize::new(4).expect("non-zero")),
+            min_concurrency: NonZeroUsize::new(1).expect("non-zero"),
+            max_concurrency: NonZeroUsize::new(16).expect("non-zero"),
             max_retries: 12,
             initial_backoff_ms: NonZeroUsize::new(200).expect("non-zero"),
             max_backoff_ms: NonZeroUsize::new(30_000).expect("non-zero"),
@@ -127,7 +138,85 @@ pub const MAX_CONCURRENCY: usize = 256;
 /// Most documents in one request.
 pub const MAX_EVENTS: usize = 1_000_000;
 
+/// `concurrency` as written: a number of requests, or `"adaptive"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ConcurrencyText")]
+pub enum ConcurrencySetting {
+    /// This many requests in flight.
+    Fixed(NonZeroUsize),
+    /// `"adaptive"`: found as the run goes.
+    Adaptive,
+}
+
+/// What a pipeline file may hold for `concurrency`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ConcurrencyText {
+    Number(i64),
+    Word(String),
+}
+
+impl TryFrom<ConcurrencyText> for ConcurrencySetting {
+    type Error = String;
+
+    fn try_from(text: ConcurrencyText) -> Result<Self, String> {
+        match text {
+            ConcurrencyText::Number(n) => usize::try_from(n)
+                .ok()
+                .and_then(NonZeroUsize::new)
+                .map(Self::Fixed)
+                .ok_or_else(|| {
+                    format!("{n} requests in flight: it takes 1 or more, or \"adaptive\"")
+                }),
+            ConcurrencyText::Word(w) => w.parse(),
+        }
+    }
+}
+
+impl ConcurrencySetting {
+    /// The fixed number, if it is one.
+    pub fn fixed(self) -> Option<NonZeroUsize> {
+        match self {
+            Self::Fixed(n) => Some(n),
+            Self::Adaptive => None,
+        }
+    }
+}
+
+impl std::str::FromStr for ConcurrencySetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("adaptive") {
+            return Ok(Self::Adaptive);
+        }
+        s.trim().parse().map(Self::Fixed).map_err(|_| {
+            format!("`{s}` is neither a number of requests (1 or more) nor `adaptive`")
+        })
+    }
+}
+
 impl BulkSettings {
+    /// The concurrency to run with.
+    pub fn concurrency(&self) -> Concurrency {
+        match self.concurrency {
+            ConcurrencySetting::Fixed(n) => Concurrency::Fixed(n.get()),
+            ConcurrencySetting::Adaptive => Concurrency::Adaptive {
+                min: self.min_concurrency.get(),
+                max: self.max_concurrency.get(),
+            },
+        }
+    }
+
+    /// How many encoded chunks wait for the sink: two per request in flight (of the ceiling's
+    /// quarter, when adaptive).
+    pub fn queue_depth(&self) -> usize {
+        match self.concurrency() {
+            Concurrency::Fixed(n) => n * 2,
+            Concurrency::Adaptive { max, .. } => (max / 4).max(1) * 2,
+        }
+    }
+
     /// Checks what the sink would trip on: bounds, and backoffs in order. The error names the
     /// setting (`bulk.<name>`) and what is wrong.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
@@ -142,12 +231,26 @@ impl BulkSettings {
                 ),
             ));
         }
-        if self.concurrency.get() > MAX_CONCURRENCY {
-            return Err((
+        for (name, n) in [
+            (
                 "bulk.concurrency",
+                self.concurrency.fixed().map_or(0, NonZeroUsize::get),
+            ),
+            ("bulk.max_concurrency", self.max_concurrency.get()),
+        ] {
+            if n > MAX_CONCURRENCY {
+                return Err((
+                    name,
+                    format!("{n} requests in flight is more than {MAX_CONCURRENCY}"),
+                ));
+            }
+        }
+        if self.min_concurrency > self.max_concurrency {
+            return Err((
+                "bulk.min_concurrency",
                 format!(
-                    "{} requests in flight is more than {MAX_CONCURRENCY}",
-                    self.concurrency
+                    "{} is more than max_concurrency ({})",
+                    self.min_concurrency, self.max_concurrency
                 ),
             ));
         }

@@ -286,6 +286,26 @@ fn register_delivery(r: &mut Registry, e: &Exported) {
         "_bulk requests awaiting an answer",
         in_flight,
     );
+    let bulk = &stats.bulk;
+    counter(
+        r,
+        "bulk_body_bytes",
+        "Bytes of _bulk bodies before compression",
+        bulk.body_bytes.load(Relaxed),
+    );
+    counter(
+        r,
+        "bulk_wire_bytes",
+        "Bytes of _bulk bodies as sent (gzip when compression_level is above 0)",
+        bulk.wire_bytes.load(Relaxed),
+    );
+    let limit: Gauge = Gauge::default();
+    limit.set(bulk.limit.load(Relaxed) as i64);
+    r.register(
+        "bulk_concurrency_limit",
+        "_bulk requests allowed in flight (the adaptive limit now, or the fixed one)",
+        limit,
+    );
 }
 
 async fn metrics(State(e): State<Arc<Exported>>) -> impl IntoResponse {

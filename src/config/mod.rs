@@ -242,8 +242,31 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(default.es.compression, CompressionLevel::DEFAULT);
+        // The local engine by default: no compression on loopback.
+        assert_eq!(default.es.compression, CompressionLevel::OFF);
         assert_eq!(default.bulk.concurrency, ConcurrencySetting::Adaptive);
+        for (url, level) in [
+            ("https://u:p@es.example.com:9243", CompressionLevel::DEFAULT),
+            (
+                "http://localhost:9200,http://10.0.0.2:9200",
+                CompressionLevel::DEFAULT,
+            ),
+            ("http://[::1]:9200", CompressionLevel::OFF),
+            (
+                "http://127.0.0.2:9200,http://localhost:9201",
+                CompressionLevel::OFF,
+            ),
+        ] {
+            let p = Pipeline::resolve(
+                Some(parse("inputs = [\"a\"]\n").unwrap()),
+                Overrides {
+                    es_url: Some(url.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(p.es.compression, level, "{url}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{
     DEFAULT_DEAD_LETTER, DEFAULT_INDEX, DEFAULT_URL,
 };
 use crate::sink::dlq::DeadLetter;
-use crate::sink::elasticsearch::EsSettings;
+use crate::sink::elasticsearch::{CompressionLevel, EsSettings};
 use crate::source::listen::settings::ListenSection;
 use crate::source::listen::ListenSettings;
 use std::path::PathBuf;
@@ -295,6 +295,9 @@ fn check_connection(es: &ElasticsearchSection, index: &IndexName) -> Result<(), 
 
 /// The sink's settings from the merged section.
 fn settings_of(es: ElasticsearchSection) -> EsSettings {
+    let compression = es
+        .compression_level
+        .unwrap_or_else(|| default_compression(&urls_of(&es), es.cloud_id.is_some()));
     EsSettings {
         urls: urls_of(&es),
         cloud_id: es.cloud_id,
@@ -306,7 +309,27 @@ fn settings_of(es: ElasticsearchSection) -> EsSettings {
             .timeout_seconds
             .map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t.get() as u64)),
         tls: es.tls,
-        compression: es.compression_level.unwrap_or_default(),
+        compression,
+    }
+}
+
+/// gzip level 1, except towards an engine on this host (every URL a loopback address and no
+/// Cloud ID): there the link is no limit, and compressing only costs CPU the engine shares
+/// (1.05x the time of uncompressed bodies into the local engine, bench/run --only engine).
+fn default_compression(urls: &[String], cloud: bool) -> CompressionLevel {
+    let loopback = |u: &String| {
+        let (plain, _) = crate::sink::elasticsearch::client::split_userinfo(u);
+        url::Url::parse(&plain).is_ok_and(|p| match p.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        })
+    };
+    if !cloud && !urls.is_empty() && urls.iter().all(loopback) {
+        CompressionLevel::OFF
+    } else {
+        CompressionLevel::DEFAULT
     }
 }
 

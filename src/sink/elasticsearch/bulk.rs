@@ -220,13 +220,14 @@ impl BulkSink {
     }
 
     /// Sends one batch until every item has an outcome, holding its request slot until then
-    /// (through the pauses before retries too, so that the slots bound memory).
+    /// (through the pauses before retries too, so that the slots bound memory; an adaptive
+    /// limit lets another request on the wire meanwhile).
     async fn deliver(
         &self,
         plain: Bytes,
         mut items: Vec<Item>,
         acct: &Accounting,
-        slot: Slot,
+        mut slot: Slot,
     ) -> Result<(), EsError> {
         // Compressed once; a retry of the whole request sends the same bytes again.
         let mut body = Body::encode(plain, self.client.compression).await;
@@ -265,7 +266,9 @@ impl BulkSink {
                 delay.as_secs_f64(),
                 retry.cause
             );
+            slot.idle();
             self.pause(delay).await;
+            slot.resume().await;
             if retry.cause.is_whole_request() {
                 // The same items: the same (compressed) bytes.
                 items = retry.items;

@@ -11,12 +11,20 @@
 //! refusals that rises above its running average shrink it by a quarter. A steady share of
 //! refusals that does not grow with the limit (a proxy's or a rate limiter's, sent again after
 //! a backoff) is no reason to send less, and refused requests do not count as round trips.
-//! The limit stays within `min_concurrency..=max_concurrency`.
+//! The limit stays within `min_concurrency..=max_concurrency`, and starts at 4 (or the bound
+//! nearer to it).
+//!
+//! The adaptive limit bounds the requests on the wire. A request waiting to be sent again
+//! after a backoff gives its place back and takes one again when its wait is over; at most
+//! `max_concurrency` requests are under way at all, so that memory stays bounded. A fixed
+//! concurrency counts a request waiting for its retry as in flight, as it always did.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+/// Where an adaptive limit starts (within its bounds): the fixed default.
+const START: usize = 4;
 /// Fewer requests than this waiting: the limit grows.
 pub const QUEUE_LOW: f64 = 2.0;
 /// More requests than this waiting: the limit shrinks.
@@ -82,13 +90,14 @@ struct Round {
 }
 
 impl AdaptiveLimit {
-    /// Starts at `min` (so that the first round trips are those of an unloaded path).
+    /// Starts at 4, or at the bound nearer to it.
     pub fn new(min: usize, max: usize) -> Self {
         let min = min.max(1);
+        let max = max.max(min);
         Self {
-            limit: min,
+            limit: START.clamp(min, max),
             min,
-            max: max.max(min),
+            max,
             met_queue: false,
             shortest: None,
             refused_share: None,
@@ -165,6 +174,8 @@ impl AdaptiveLimit {
 pub struct Limiter {
     state: Mutex<State>,
     freed: Notify,
+    /// Requests under way, waiting for a retry included: the memory bound.
+    under_way: Arc<Semaphore>,
 }
 
 #[derive(Debug)]
@@ -184,13 +195,32 @@ impl State {
     }
 }
 
-/// A request slot; given back when dropped.
+/// A request's place: under way (until dropped), and on the wire unless it waits for a retry.
 #[derive(Debug)]
 pub struct Slot {
     limiter: Arc<Limiter>,
+    on_wire: bool,
+    _under_way: OwnedSemaphorePermit,
 }
 
 impl Slot {
+    /// The request waits to be sent again: under an adaptive limit it gives its place on the
+    /// wire back meanwhile.
+    pub fn idle(&mut self) {
+        if self.on_wire && self.limiter.lock().adaptive.is_some() {
+            self.limiter.leave_wire();
+            self.on_wire = false;
+        }
+    }
+
+    /// The wait is over: takes a place on the wire again.
+    pub async fn resume(&mut self) {
+        if !self.on_wire {
+            self.limiter.enter_wire().await;
+            self.on_wire = true;
+        }
+    }
+
     /// This slot's request was answered (or not) after `rtt`: the adaptive limit learns from
     /// it. Returns the limit's figures.
     pub fn sample(&self, signal: Signal, rtt: Duration) -> LimitFigures {
@@ -201,8 +231,9 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limiter.lock().in_flight -= 1;
-        self.limiter.freed.notify_one();
+        if self.on_wire {
+            self.limiter.leave_wire();
+        }
     }
 }
 
@@ -224,6 +255,10 @@ impl Limiter {
             Concurrency::Fixed(n) => (n.max(1), None),
             Concurrency::Adaptive { min, max } => (min, Some(AdaptiveLimit::new(min, max))),
         };
+        let under_way = match concurrency {
+            Concurrency::Fixed(n) => n.max(1),
+            Concurrency::Adaptive { min, max } => max.max(min).max(1),
+        };
         let mut state = State {
             in_flight: 0,
             fixed,
@@ -236,7 +271,13 @@ impl Limiter {
         Arc::new(Self {
             state: Mutex::new(state),
             freed: Notify::new(),
+            under_way: Arc::new(Semaphore::new(under_way)),
         })
+    }
+
+    fn leave_wire(&self) {
+        self.lock().in_flight -= 1;
+        self.freed.notify_one();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -245,6 +286,21 @@ impl Limiter {
 
     /// Waits for a free slot: this is the backpressure on the readers.
     pub async fn acquire(self: &Arc<Self>) -> Slot {
+        let under_way = self
+            .under_way
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        self.enter_wire().await;
+        Slot {
+            limiter: self.clone(),
+            on_wire: true,
+            _under_way: under_way,
+        }
+    }
+
+    async fn enter_wire(&self) {
         loop {
             {
                 let mut s = self.lock();
@@ -255,9 +311,7 @@ impl Limiter {
                             a.saw_full();
                         }
                     }
-                    return Slot {
-                        limiter: self.clone(),
-                    };
+                    return;
                 }
             }
             self.freed.notified().await;
@@ -267,7 +321,7 @@ impl Limiter {
     /// Whether a slot is free now.
     pub fn has_free_slot(&self) -> bool {
         let s = self.lock();
-        s.in_flight < s.limit()
+        s.in_flight < s.limit() && self.under_way.available_permits() > 0
     }
 
     /// One request's outcome and round trip (the adaptive limit learns from it).
@@ -280,6 +334,7 @@ impl Limiter {
         s.highest = s.highest.max(changed);
         drop(s);
         tracing::debug!("bulk concurrency now {changed}");
+        self.freed.notify_waiters();
         self.freed.notify_one();
     }
 
@@ -375,6 +430,39 @@ mod tests {
             "{} -> {}",
             before,
             adaptive.limit()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_adaptive_request_waiting_for_its_retry_lets_another_on_the_wire() {
+        let limiter = Limiter::new(Concurrency::Adaptive { min: 1, max: 5 });
+        let mut slots = Vec::new();
+        for _ in 0..4 {
+            slots.push(limiter.acquire().await);
+        }
+        assert!(!limiter.has_free_slot(), "it starts at 4");
+        slots[0].idle();
+        assert!(limiter.has_free_slot());
+        let fifth = limiter.acquire().await;
+        assert!(!limiter.has_free_slot(), "5 under way is the ceiling");
+        let resumed = tokio::spawn(async move {
+            let mut first = slots.remove(0);
+            first.resume().await;
+            (first, slots)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!resumed.is_finished(), "the wire is full");
+        drop(fifth);
+        tokio::time::timeout(Duration::from_secs(5), resumed)
+            .await
+            .expect("a place on the wire is taken again")
+            .unwrap();
+        let fixed = Limiter::new(Concurrency::Fixed(1));
+        let mut only = fixed.acquire().await;
+        only.idle();
+        assert!(
+            !fixed.has_free_slot(),
+            "a fixed slot is held through the wait"
         );
     }
 

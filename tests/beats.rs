@@ -27,15 +27,6 @@ fn wait_count(index: &TestIndex, n: u64, limit: Duration, l: &Listening) {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn beats_events_sent_through_two_sigkills_land_exactly_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -379,17 +379,6 @@ fn rejected_items_are_dead_lettered_then_replayed_once_the_mapping_is_fixed() {
     assert_each_once(&index, "RecordNumber", 100);
 }
 
-/// The resident memory of a running process (the test fails when it cannot be read).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("a VmRSS line")
-}
-
 #[test]
 fn an_engine_outage_of_30_seconds_is_waited_out_with_flat_memory() {
     let dir = tempfile::tempdir().unwrap();

@@ -227,16 +227,7 @@ fn filebeat(dir: &std::path::Path, name: &str, input: &std::path::Path, output: 
 }
 
 fn wait_exactly(index: &TestIndex, n: u64, limit: Duration, why: impl Fn() -> String) {
-    let deadline = Instant::now() + limit;
-    while index.count_so_far() < n {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n}: {}",
-            index.count_so_far(),
-            why()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    index.wait_for(n, limit, &why);
     // Nothing more arrives.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(index.count(), n, "{}", why());

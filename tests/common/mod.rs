@@ -17,6 +17,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// The resident memory of a running process, in KiB (the test fails when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("a VmRSS line")
+}
+
 /// A port that was free a moment ago on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -175,6 +186,21 @@ impl TestIndex {
             .expect("search")
             .json()
             .expect("search json")
+    }
+
+    /// Waits until at least `n` documents are searchable; fails after `limit`, with `why()`
+    /// (the process's stderr, say).
+    pub fn wait_for(&self, n: u64, limit: Duration, why: impl Fn() -> String) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.count_so_far() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n}: {}",
+                self.count_so_far(),
+                why()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Every document as `_id` → `_source` (for indices of a few thousand documents).

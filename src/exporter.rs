@@ -36,6 +36,12 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(name, help, c);
 }
 
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(value as i64);
+    registry.register(name, help, g);
+}
+
 fn per_input(
     registry: &mut Registry,
     name: &str,
@@ -279,12 +285,11 @@ fn register_delivery(r: &mut Registry, e: &Exported) {
             .set(probe() as i64);
     }
     r.register("queue_depth", "Chunks waiting between stages", depth);
-    let in_flight: Gauge = Gauge::default();
-    in_flight.set(stats.bulk_in_flight.load(Relaxed) as i64);
-    r.register(
+    gauge(
+        r,
         "bulk_requests_in_flight",
         "_bulk requests awaiting an answer",
-        in_flight,
+        stats.bulk_in_flight.load(Relaxed),
     );
     let bulk = &stats.bulk;
     counter(
@@ -299,12 +304,11 @@ fn register_delivery(r: &mut Registry, e: &Exported) {
         "Bytes of _bulk bodies as sent (gzip when compression_level is above 0)",
         bulk.wire_bytes.load(Relaxed),
     );
-    let limit: Gauge = Gauge::default();
-    limit.set(bulk.limit.load(Relaxed) as i64);
-    r.register(
+    gauge(
+        r,
         "bulk_concurrency_limit",
         "_bulk requests allowed in flight (the adaptive limit now, or the fixed one)",
-        limit,
+        bulk.limit.load(Relaxed),
     );
 }
 

@@ -87,10 +87,10 @@ fn item_level_429_and_503_on_a_fifth_of_the_items_are_all_delivered() {
     assert_each_once(&index, "RecordNumber", total as u64);
 }
 
-/// Runs evtship through `proxy` with `extra` pipeline settings and `flags`; returns its
-/// summary.
+/// Runs evtship against `es_url` (the engine, or a proxy in front of it) with `extra`
+/// pipeline settings and `flags`; returns its summary.
 fn run_through(
-    proxy: &FaultProxy,
+    es_url: &str,
     (dir, input, index): (&Path, &Path, &str),
     extra: &str,
     flags: &[&str],
@@ -105,7 +105,7 @@ fn run_through(
         s.to_str().unwrap(),
     ];
     args.extend_from_slice(flags);
-    let out = evtship_cmd(dir, &proxy.url, &args).output().unwrap();
+    let out = evtship_cmd(dir, es_url, &args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     summary(&s)
@@ -123,7 +123,7 @@ fn gzip_bodies_reach_the_engine_and_a_refused_request_is_sent_again_byte_for_byt
     proxy.set(|f| f.request_fault_rate = 0.3);
     // The default compression level (1): nothing about compression in the file.
     let s = run_through(
-        &proxy,
+        &proxy.url,
         (dir.path(), &input, &index.name),
         "[bulk]\nmax_events = 300\ninitial_backoff_ms = 20\nmax_backoff_ms = 100\n",
         &["--compression-level", "1"],
@@ -164,35 +164,12 @@ fn the_engine_itself_takes_gzip_bodies() {
     let index = TestIndex::new("gzipdirect");
     let input = dir.path().join("r.json");
     write_records(&input, 3000, "DIRECT");
-    let p = pipeline(
-        dir.path(),
-        &input,
-        &index.name,
-        "[bulk]\nmax_events = 400\n",
-    );
-    let s = dir.path().join("s.json");
-    let out = evtship_cmd(
-        dir.path(),
+    let s = run_through(
         &es_url(),
-        &[
-            "run",
-            p.to_str().unwrap(),
-            "--no-progress",
-            "--compression-level",
-            "6",
-            "--summary-json",
-            s.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        (dir.path(), &input, &index.name),
+        "[bulk]\nmax_events = 400\n",
+        &["--compression-level", "6"],
     );
-    let s = summary(&s);
     assert_eq!(s["bulk"]["compression_level"], 6);
     assert!(
         s["bulk"]["wire_ratio"].as_f64().unwrap() < 0.2,
@@ -212,7 +189,7 @@ fn bodies_to_an_engine_on_this_host_go_uncompressed_by_default() {
     write_records(&input, 1000, "PLAIN");
     // The proxy listens on 127.0.0.1: no compression_level, no flag.
     let s = run_through(
-        &proxy,
+        &proxy.url,
         (dir.path(), &input, &index.name),
         "[bulk]\nmax_events = 300\n",
         &[],
@@ -237,7 +214,7 @@ fn adaptive_concurrency_under_30_percent_429_delivers_everything_once() {
     let proxy = FaultProxy::start(&es_url());
     proxy.set(|f| f.request_fault_rate = 0.3);
     let s = run_through(
-        &proxy,
+        &proxy.url,
         (dir.path(), &input, &index.name),
         "[bulk]\nmax_events = 250\nconcurrency = \"adaptive\"\nmax_concurrency = 12\n\
          initial_backoff_ms = 20\nmax_backoff_ms = 200\n",
@@ -249,8 +226,7 @@ fn adaptive_concurrency_under_30_percent_429_delivers_everything_once() {
     assert!(proxy.seen.faulted_requests.load(SeqCst) >= 10);
     let c = &s["bulk"]["concurrency"];
     assert_eq!(c["mode"], "adaptive", "{c}");
-    // It starts at 4; refusals at a steady share do not drive it to the floor.
-    assert!(c["highest"].as_u64().unwrap() >= 4, "{c}");
+    // Refusals at a steady share do not drive it to the floor (it starts at 4).
     assert!(c["last"].as_u64().unwrap() >= 2, "{c}");
 }
 

@@ -88,8 +88,8 @@ pub struct BulkSettings {
     pub concurrency: ConcurrencySetting,
     /// The floor of an adaptive concurrency.
     pub min_concurrency: NonZeroUsize,
-    /// The ceiling of an adaptive concurrency. Each request in flight holds its body and its
-    /// records: 16 keeps a run under about 150 MiB.
+    /// The ceiling of an adaptive concurrency: at most this many requests are under way, each
+    /// holding its body and its records.
     pub max_concurrency: NonZeroUsize,
     /// Retries of a retryable failure (429, 5xx, connection errors) before a record is
     /// dead-lettered.

@@ -238,6 +238,9 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         .map(|(bound, id, source)| {
             let (intake, index) = (intake.clone(), p.index.to_string());
             let spool = spool_tx.clone().zip(source);
+            // Counters are made here, in the config's order, so that the summary lists the
+            // listeners in that order whichever task starts first.
+            intake.stats.listener(&bound.label());
             tokio::spawn(async move { bound.serve(intake, id, grace, &index, spool).await })
         })
         .collect();

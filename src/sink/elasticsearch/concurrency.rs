@@ -2,15 +2,19 @@
 //! (`concurrency = "adaptive"`).
 //!
 //! The adaptive limit follows TCP Vegas: it compares the mean round trip of the last round of
-//! requests with the shortest ever seen (the round trip without queueing), and estimates how
+//! requests (as many as the limit, and at least [`MIN_ROUND`], so that one slow answer does not
+//! decide) with the shortest ever seen (the round trip without queueing), and estimates how
 //! many requests wait in a queue somewhere (the engine's, or a link's):
 //! `queued = limit * (1 - shortest / mean)`. Fewer than [`QUEUE_LOW`] waiting: the engine or
 //! the link could take more, and the limit grows by one (doubling while it has not met any
 //! queue yet). More than [`QUEUE_HIGH`]: requests only wait longer, and it shrinks by one.
-//! Connection failures, rounds in which every request was refused (429/503), and a share of
-//! refusals that rises above its running average shrink it by a quarter. A steady share of
-//! refusals that does not grow with the limit (a proxy's or a rate limiter's, sent again after
-//! a backoff) is no reason to send less, and refused requests do not count as round trips.
+//! Connection failures, and a share of refusals (429/503) that rises above its running average
+//! by more than chance explains, shrink it by a quarter: the rise must be over
+//! [`REFUSED_RISE`] and over three standard deviations of a round's share around the average,
+//! so that a steady share (a proxy's or a rate limiter's, sent again after a backoff) is no
+//! reason to send less however the requests of a round happen to fall. A round with every
+//! request refused while most have been for a while shrinks it too. Refused requests do not
+//! count as round trips.
 //! The limit stays within `min_concurrency..=max_concurrency`, and starts at 4 (or the bound
 //! nearer to it).
 //!
@@ -25,6 +29,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Where an adaptive limit starts (within its bounds): the fixed default.
 const START: usize = 4;
+/// The fewest requests a round judges by.
+pub const MIN_ROUND: usize = 8;
 /// Fewer requests than this waiting: the limit grows.
 pub const QUEUE_LOW: f64 = 2.0;
 /// More requests than this waiting: the limit shrinks.
@@ -34,6 +40,9 @@ pub const QUEUE_HIGH: f64 = 4.0;
 const REFUSED_RISE: f64 = 0.2;
 /// Weight of the latest round in the running average of refusals.
 const REFUSED_WEIGHT: f64 = 0.3;
+/// The share of refusals a round's spread is reckoned from at least (a path that never
+/// refused has no spread to compare with).
+const REFUSED_FLOOR: f64 = 0.05;
 /// The shortest round trip is let grow by this factor each round, so that a lasting change
 /// of the path (a slower link, a busier cluster) is learnt within a few hundred rounds.
 const SHORTEST_DRIFT: f64 = 1.002;
@@ -126,7 +135,7 @@ impl AdaptiveLimit {
             Signal::Failed => self.round.failed += 1,
         }
         let r = &self.round;
-        if ((r.answered + r.refused + r.failed) as usize) < self.limit {
+        if ((r.answered + r.refused + r.failed) as usize) < self.limit.max(MIN_ROUND) {
             return None;
         }
         let round = std::mem::take(&mut self.round);
@@ -141,9 +150,16 @@ impl AdaptiveLimit {
         let average = *self.refused_share.get_or_insert(share);
         self.refused_share = Some(average + REFUSED_WEIGHT * (share - average));
         let cut = (self.limit * 3 / 4).max(1);
-        if round.failed > 0 || round.answered == 0 || share > average + REFUSED_RISE {
+        let p = average.max(REFUSED_FLOOR);
+        let spread = 3.0 * (p * (1.0 - p) / total).sqrt();
+        let rising = share - average > REFUSED_RISE.max(spread);
+        let swamped = round.answered == 0 && average >= 0.5;
+        if round.failed > 0 || rising || swamped {
             self.met_queue = true;
             return cut;
+        }
+        if round.answered == 0 {
+            return self.limit;
         }
         let mean = round.rtt_sum / f64::from(round.answered);
         let shortest = self
@@ -364,7 +380,7 @@ mod tests {
         for _ in 0..rounds {
             let limit = adaptive.limit();
             adaptive.saw_full();
-            for _ in 0..limit {
+            for _ in 0..limit.max(MIN_ROUND) {
                 let (signal, rtt) = rtt_of(limit);
                 adaptive.sample(signal, Duration::from_secs_f64(rtt));
             }
@@ -417,6 +433,29 @@ mod tests {
             (signal, 0.04)
         });
         assert!(seen[40..].iter().all(|&l| l >= 12), "{seen:?}");
+    }
+
+    #[test]
+    fn refusals_at_random_do_not_shrink_the_limit_by_chance() {
+        let mut adaptive = AdaptiveLimit::new(1, 16);
+        // A fault proxy's 30%, drawn at random (a fixed-seed LCG).
+        let state = std::cell::Cell::new(0x2545_f491_4f6c_dd1du64);
+        let seen = run(&mut adaptive, 400, |_| {
+            let x = state
+                .get()
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1);
+            state.set(x);
+            let refused = (x >> 33) % 10 < 3;
+            let signal = if refused {
+                Signal::Refused
+            } else {
+                Signal::Answered
+            };
+            (signal, 0.04)
+        });
+        let low = seen[50..].iter().filter(|&&l| l < 12).count();
+        assert!(low * 20 < seen.len() - 50, "{seen:?}");
     }
 
     #[test]

@@ -159,6 +159,25 @@ fn gzip_bodies_reach_the_engine_and_a_refused_request_is_sent_again_byte_for_byt
 }
 
 #[test]
+fn a_backfill_of_files_sends_full_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("fullbatches");
+    let input = dir.path().join("r.json");
+    write_records(&input, 5000, "FULL");
+    // Nobody waits for a file's records: a batch is sent when it is full (or after the flush
+    // interval, long here), not whenever the sink's queue happens to be empty.
+    let s = run_through(
+        &es_url(),
+        (dir.path(), &input, &index.name),
+        "[bulk]\nmax_events = 500\nflush_interval_ms = 10000\n",
+        &[],
+    );
+    assert_eq!(s["events_indexed"], 5000);
+    assert_each_once(&index, "RecordNumber", 5000);
+    assert_eq!(s["bulk"]["requests"], 10, "{}", s["bulk"]);
+}
+
+#[test]
 fn the_engine_itself_takes_gzip_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let index = TestIndex::new("gzipdirect");

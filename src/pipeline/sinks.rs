@@ -45,7 +45,8 @@ pub(super) async fn connect(p: &Pipeline, stop: &Arc<AtomicBool>) -> Result<Sink
                 tracing::info!("index template {name} installed for index {}", p.index);
             }
             let sink = BulkSink::new(client, p.bulk.clone(), actions, p.is_live())
-                .stopping_with(stop.clone());
+                .stopping_with(stop.clone())
+                .sending_partial_batches(p.is_live() || p.kafka.is_some());
             Sink::Engine(Box::new(sink))
         }
         OutputTarget::Ndjson(path) => Sink::File(path.clone(), FileFormat::Documents),

@@ -68,6 +68,8 @@ pub struct BulkSink {
     stop: Arc<AtomicBool>,
     /// When a retry first saw the run stopping.
     stopping_since: OnceLock<Instant>,
+    /// Whether a partial batch goes out as soon as nothing else waits and a slot is free.
+    eager: bool,
 }
 
 impl BulkSink {
@@ -94,7 +96,20 @@ impl BulkSink {
             limits,
             stop: Arc::default(),
             stopping_since: OnceLock::new(),
+            eager: true,
         }
+    }
+
+    /// Whether someone waits for each record's answer (a sender's window or request, a line
+    /// just appended to a followed file, a Kafka offset): then a partial batch is sent as soon
+    /// as nothing else waits for the sink and a request slot is free (the default). A backfill
+    /// of files has nobody waiting: its batches fill up to `max_bytes` or `max_events` (or wait
+    /// `flush_interval_ms`), since the CPU-bound reader rarely keeps the sink's queue full and
+    /// partial batches would mean about five times the requests (2,946 of ~410 KB for 1 GB,
+    /// measured, against ~575 of 2 MiB).
+    pub fn sending_partial_batches(mut self, eager: bool) -> Self {
+        self.eager = eager;
+        self
     }
 
     /// Retries end `shutdown_grace_ms` after `stop` is set: what is still undelivered then is
@@ -182,7 +197,7 @@ impl BulkSink {
             // `flush_after`. A sender waiting for its answer (a Beats window, an HTTP request,
             // a line just appended) does not wait for a batch that would not fill; when the
             // engine is the bottleneck every slot is busy and batches fill as before.
-            if !batch.is_empty() && rx.is_empty() && permits.has_free_slot() {
+            if me.eager && !batch.is_empty() && rx.is_empty() && permits.has_free_slot() {
                 let partial = std::mem::replace(&mut batch, Batch::new(max_bytes, max_events));
                 me.dispatch(partial, &permits, &mut tasks, &acct).await?;
             }

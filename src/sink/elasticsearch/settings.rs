@@ -98,8 +98,9 @@ pub struct BulkSettings {
     pub initial_backoff_ms: NonZeroUsize,
     /// Longest retry delay in milliseconds.
     pub max_backoff_ms: NonZeroUsize,
-    /// A partial request waits at most this long for more documents (milliseconds); it goes at
-    /// once when nothing else is queued and a request slot is free.
+    /// A partial request waits at most this long for more documents (milliseconds). In a live
+    /// run (listeners, tail, Kafka) it goes at once when nothing else is queued and a request
+    /// slot is free; a backfill of files fills its requests.
     pub flush_interval_ms: NonZeroUsize,
     /// After SIGINT/SIGTERM, records still being retried are given this long (milliseconds)
     /// to be delivered; then they are left without an outcome (unacknowledged, counted as

@@ -125,7 +125,7 @@ fn rsyslog_forwards_over_octet_counted_and_traditional_tcp_and_udp() {
         (
             "RSYSUDP",
             udp,
-            r#"protocol="udp" UDP.SendDelay="50" template="RSYSLOG_SyslogProtocol23Format""#,
+            r#"protocol="udp" UDP.SendDelay="200" template="RSYSLOG_SyslogProtocol23Format""#,
         ),
     ] {
         let file = dir.path().join(format!("{host}.json"));

@@ -17,9 +17,9 @@
 use super::dialect::{self, Dialect, FieldRule};
 use super::fields::Fields;
 use super::id::DocId;
+use super::keys::KeyIndex;
 use super::{scan, Document, Encoder};
 use chrono::{DateTime, Utc};
-use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 
 /// A value the rules gave a field.
@@ -54,7 +54,7 @@ struct Flat<'a> {
     /// Fields added after those read.
     added: Vec<(&'a str, Val<'a>)>,
     /// Where each key is: below `read.len()` in `read`, from there on in `added`.
-    index: FxHashMap<&'a str, usize>,
+    index: KeyIndex,
 }
 
 /// Appends the document line of a flat record to `buf`, as [`Encoder::encode`] does; returns
@@ -133,14 +133,14 @@ impl<'a> Flat<'a> {
         let mut doc = Flat {
             text,
             read,
-            changed: Vec::new(),
-            added: Vec::new(),
-            index: FxHashMap::with_capacity_and_hasher(read.len() + 24, Default::default()),
+            // Sized for a Sysmon record (the Message adds up to about 20 fields) so that
+            // neither grows record after record.
+            changed: Vec::with_capacity(4),
+            added: Vec::with_capacity(32),
+            index: KeyIndex::with_capacity(read.len() + 24),
         };
-        for (i, &(key, _)) in read.iter().enumerate() {
-            if doc.index.insert(key, i).is_some() {
-                return None;
-            }
+        for &(key, _) in read {
+            doc.index.insert(key, |at| read[at].0).ok()?;
         }
         // Dialects that reshape records (Winlogbeat, Azure) take the general path.
         let dialect = forced.of(&doc);
@@ -173,7 +173,7 @@ impl<'a> Flat<'a> {
 
     /// The value of `key`; `None` without one, or for `MessageData` (an object).
     fn get(&self, key: &str) -> Option<Found<'_>> {
-        let &i = self.index.get(key)?;
+        let i = self.position(key)?;
         let set = match self.read.get(i) {
             Some(&(_, raw)) => match self.changed.iter().find(|(j, _)| *j == i) {
                 Some((_, value)) => value,
@@ -217,7 +217,7 @@ impl<'a> Flat<'a> {
 fn write_value(buf: &mut Vec<u8>, value: &Val<'_>) {
     match value {
         Val::Str(s) => write_str(buf, s),
-        Val::Int(n) => buf.extend_from_slice(n.to_string().as_bytes()),
+        Val::Int(n) => buf.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
         Val::Data(data) => write_data(buf, data),
     }
 }
@@ -270,7 +270,7 @@ fn write_data(buf: &mut Vec<u8>, data: &[(String, Vec<String>)]) {
 
 impl Fields for Flat<'_> {
     fn has(&self, key: &str) -> bool {
-        self.index.contains_key(key)
+        self.position(key).is_some()
     }
 
     fn str(&self, key: &str) -> Option<Cow<'_, str>> {
@@ -291,7 +291,7 @@ impl Fields for Flat<'_> {
                 .map(|n| Cow::Owned(n.to_string())),
             Found::Raw(_) => None,
             Found::Str(s) => (!s.is_empty()).then_some(Cow::Borrowed(s)),
-            Found::Int(n) => Some(Cow::Owned(n.to_string())),
+            Found::Int(n) => Some(Cow::Owned(itoa::Buffer::new().format(n).to_owned())),
         }
     }
 }
@@ -306,17 +306,33 @@ impl<'a> Document<'a> for Flat<'a> {
     }
 }
 
+/// The key at position `at`: among those read, then among those added.
+fn key_at<'a>(read: &[(&'a str, &'a str)], added: &[(&'a str, Val<'a>)], at: usize) -> &'a str {
+    match read.get(at) {
+        Some(&(key, _)) => key,
+        None => added[at - read.len()].0,
+    }
+}
+
 impl<'a> Flat<'a> {
+    /// Where `key` is: below `read.len()` in `read`, from there on in `added`.
+    fn position(&self, key: &str) -> Option<usize> {
+        self.index.get(key, |at| key_at(self.read, &self.added, at))
+    }
+
     fn put(&mut self, key: &'a str, value: Val<'a>) {
-        match self.index.get(key) {
-            Some(&i) if i < self.read.len() => match self.changed.iter_mut().find(|(j, _)| *j == i)
-            {
-                Some((_, old)) => *old = value,
-                None => self.changed.push((i, value)),
-            },
-            Some(&i) => self.added[i - self.read.len()].1 = value,
+        match self.position(key) {
+            Some(i) if i < self.read.len() => {
+                match self.changed.iter_mut().find(|(j, _)| *j == i) {
+                    Some((_, old)) => *old = value,
+                    None => self.changed.push((i, value)),
+                }
+            }
+            Some(i) => self.added[i - self.read.len()].1 = value,
             None => {
-                self.index.insert(key, self.read.len() + self.added.len());
+                let (read, added) = (self.read, &self.added);
+                let at = self.index.insert(key, |at| key_at(read, added, at));
+                debug_assert_eq!(at, Ok(read.len() + added.len()));
                 self.added.push((key, value));
             }
         }

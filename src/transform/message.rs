@@ -61,7 +61,7 @@ pub fn parse_sysmon(message: &str) -> Rendered<'_> {
     let title = lines.next().unwrap_or_default();
     let title = title.strip_suffix(':').unwrap_or(title).trim();
     let base = message.as_ptr() as usize;
-    let mut fields: Vec<(&str, &str)> = Vec::new();
+    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(32);
     // Current value as a byte range of `message`, so continuation lines extend it in place.
     let mut current: Option<(&str, usize, usize)> = None;
     for line in lines {
@@ -122,7 +122,7 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
     let mut lines = lines(message);
     let title = lines.next().unwrap_or_default().trim();
     let mut section: Option<&str> = None;
-    let mut fields: Vec<(Option<&str>, &str, String)> = Vec::new();
+    let mut fields: Vec<(Option<&str>, &str, String)> = Vec::with_capacity(32);
     for line in lines {
         if line.trim().is_empty() {
             section = None;

@@ -22,6 +22,7 @@ pub mod entities;
 pub mod fields;
 mod flat;
 pub mod id;
+mod keys;
 pub mod message;
 mod record;
 mod scan;

@@ -3,10 +3,10 @@
 //!
 //! The keys themselves stay where they are (in the record's fields, and in the fields the rules
 //! add); the table holds positions only, and finds a key by comparing it with the key at each
-//! position it probes. Its hash reads a key's first and last eight bytes in two loads, which
-//! tells apart the names of an event (`SubjectUserSid`, `SubjectUserName`) as well as a hash
-//! of every byte, for a fraction of its cost: most lookups land on their key, or on an empty
-//! slot, at the first probe.
+//! position it probes. Its hash reads a key's first and last eight bytes in two loads, so that
+//! names sharing a beginning (`SubjectUserSid`, `SubjectUserName`) still differ, and nothing is
+//! allocated per key. In place of an `FxHashMap` it took the fast path from 1,071M to 1,044M
+//! instructions on a 35 MB sample of the bench's NDJSON (callgrind).
 
 /// A table of positions `0, 1, 2, ...`, each the place of one distinct key.
 #[derive(Debug)]

@@ -394,6 +394,42 @@ fn the_template_gives_keyword_sub_fields_and_dates() {
 }
 
 #[test]
+fn the_index_refreshes_every_five_seconds_unless_the_pipeline_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::new("refresh-default");
+    let run = evtship(
+        &["run", "pipelines/sample.toml", "--index", &index.name],
+        dir.path(),
+    );
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(index.settings()["refresh_interval"], "5s");
+
+    let set = TestIndex::new("refresh-set");
+    let path = dir.path().join("refresh.toml");
+    let pipeline = |interval: &str| {
+        format!(
+            "inputs = [\"{}\"]\n[elasticsearch]\nindex = \"{}\"\n[template]\nreplicas = 0\n\
+             refresh_interval = \"{interval}\"\n",
+            data("otrf").display(),
+            set.name
+        )
+    };
+    std::fs::write(&path, pipeline("30s")).unwrap();
+    let run = evtship(&["run", path.to_str().unwrap()], dir.path());
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(set.settings()["refresh_interval"], "30s");
+    // Every event is there once a refresh is asked for, whatever the interval.
+    assert_eq!(set.count(), run.n("events_indexed"));
+
+    std::fs::write(&path, pipeline("5 seconds")).unwrap();
+    let run = evtship(&["check", path.to_str().unwrap()], dir.path());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    for part in ["refresh.toml", "line 6", "refresh_interval", "5 seconds"] {
+        assert!(run.stderr.contains(part), "{part}: {}", run.stderr);
+    }
+}
+
+#[test]
 fn file_outputs_write_documents_and_replayable_bulk_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let docs = dir.path().join("docs.ndjson");

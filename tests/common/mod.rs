@@ -224,6 +224,17 @@ impl TestIndex {
             .expect("mapping json");
         v[&self.name]["mappings"]["properties"].clone()
     }
+
+    /// The index's `index` settings as the engine reports them.
+    pub fn settings(&self) -> Value {
+        let v: Value = http()
+            .get(format!("{}/{}/_settings", es_url(), self.name))
+            .send()
+            .expect("settings")
+            .json()
+            .expect("settings json");
+        v[&self.name]["settings"]["index"].clone()
+    }
 }
 
 impl Drop for TestIndex {

@@ -31,6 +31,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 const START: usize = 4;
 /// The fewest requests a round judges by.
 pub const MIN_ROUND: usize = 8;
+/// The fewest requests a round judges by while the limit is still doubling.
+pub const MIN_FIRST_ROUND: usize = 4;
 /// Fewer requests than this waiting: the limit grows.
 pub const QUEUE_LOW: f64 = 3.0;
 /// More requests than this waiting: the limit shrinks.
@@ -135,13 +137,25 @@ impl AdaptiveLimit {
             Signal::Failed => self.round.failed += 1,
         }
         let r = &self.round;
-        if ((r.answered + r.refused + r.failed) as usize) < self.limit.max(MIN_ROUND) {
+        if ((r.answered + r.refused + r.failed) as usize) < self.round_size() {
             return None;
         }
         let round = std::mem::take(&mut self.round);
         let before = self.limit;
         self.limit = self.next_limit(&round).clamp(self.min, self.max);
         (self.limit != before).then_some(self.limit)
+    }
+
+    /// The samples a round judges by: as many as the limit, at least [`MIN_ROUND`]; while no
+    /// queue was met yet (the limit doubling), at least [`MIN_FIRST_ROUND`], so that the first
+    /// doublings take fewer requests at a low limit.
+    fn round_size(&self) -> usize {
+        let least = if self.met_queue {
+            MIN_ROUND
+        } else {
+            MIN_FIRST_ROUND
+        };
+        self.limit.max(least)
     }
 
     fn next_limit(&mut self, round: &Round) -> usize {

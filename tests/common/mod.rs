@@ -216,24 +216,22 @@ impl TestIndex {
 
     /// The index mapping's properties.
     pub fn properties(&self) -> Value {
-        let v: Value = http()
-            .get(format!("{}/{}/_mapping", es_url(), self.name))
-            .send()
-            .expect("mapping")
-            .json()
-            .expect("mapping json");
-        v[&self.name]["mappings"]["properties"].clone()
+        self.get("_mapping")[&self.name]["mappings"]["properties"].clone()
     }
 
     /// The index's `index` settings as the engine reports them.
     pub fn settings(&self) -> Value {
-        let v: Value = http()
-            .get(format!("{}/{}/_settings", es_url(), self.name))
+        self.get("_settings")[&self.name]["settings"]["index"].clone()
+    }
+
+    /// The answer of `GET /<index>/<what>`.
+    fn get(&self, what: &str) -> Value {
+        http()
+            .get(format!("{}/{}/{what}", es_url(), self.name))
             .send()
-            .expect("settings")
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
             .json()
-            .expect("settings json");
-        v[&self.name]["settings"]["index"].clone()
+            .unwrap_or_else(|e| panic!("{what} json: {e}"))
     }
 }
 

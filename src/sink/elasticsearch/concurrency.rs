@@ -3,8 +3,9 @@
 //!
 //! The adaptive limit follows TCP Vegas: it compares the mean round trip of the last round of
 //! requests (as many as the limit, and at least [`MIN_ROUND`], so that one slow answer does not
-//! decide; [`MIN_FIRST_ROUND`] while it still doubles) with the shortest ever seen (the round trip without queueing), and estimates how
-//! many requests wait in a queue somewhere (the engine's, or a link's):
+//! decide; [`MIN_FIRST_ROUND`] while it still doubles) with the shortest ever seen (the round
+//! trip without queueing), and estimates how many requests wait in a queue somewhere (the
+//! engine's, or a link's):
 //! `queued = limit * (1 - shortest / mean)`. Fewer than [`QUEUE_LOW`] waiting: the engine or
 //! the link could take more, and the limit grows by one (doubling while it has not met any
 //! queue yet). More than [`QUEUE_HIGH`]: requests only wait longer, and it shrinks by one.

@@ -29,7 +29,7 @@ enum Val<'a> {
     /// An integer made from a numeric string.
     Int(i64),
     /// `MessageData` (see [`Document::set_data`]).
-    Data(Vec<(String, Vec<String>)>),
+    Data(Vec<(String, Vec<Cow<'a, str>>)>),
 }
 
 /// A field's value as the rules read it back ([`Fields`]).
@@ -243,7 +243,7 @@ fn write_str(buf: &mut Vec<u8>, s: &str) {
     sonic_rs::to_writer(&mut *buf, s).expect("writing a string to memory cannot fail");
 }
 
-fn write_data(buf: &mut Vec<u8>, data: &[(String, Vec<String>)]) {
+fn write_data(buf: &mut Vec<u8>, data: &[(String, Vec<Cow<'_, str>>)]) {
     buf.push(b'{');
     for (i, (name, values)) in data.iter().enumerate() {
         if i > 0 {
@@ -301,7 +301,7 @@ impl<'a> Document<'a> for Flat<'a> {
         self.put(key, Val::Str(value));
     }
 
-    fn set_data(&mut self, data: Vec<(String, Vec<String>)>) {
+    fn set_data(&mut self, data: Vec<(String, Vec<Cow<'a, str>>)>) {
         self.put("MessageData", Val::Data(data));
     }
 }

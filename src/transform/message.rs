@@ -5,6 +5,7 @@
 //! being letters, digits and `_`) continues the previous value.
 
 use memchr::memmem::Finder;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// The parts of a rendered Sysmon message, borrowed from it.
@@ -96,20 +97,31 @@ pub fn parse_sysmon(message: &str) -> Rendered<'_> {
 pub struct Sectioned<'a> {
     /// The first line.
     pub title: &'a str,
-    /// `(section, key, value)`, the section being the heading above the line, if any.
-    pub fields: Vec<(Option<&'a str>, &'a str, String)>,
+    /// `(section, key, value)`, the section being the heading above the line, if any (a
+    /// value is borrowed unless continuation lines were joined to it).
+    pub fields: Vec<(Option<&'a str>, &'a str, Cow<'a, str>)>,
 }
 
 /// Longest label taken as a key or section heading.
 const MAX_LABEL: usize = 48;
 
+/// Whether `s` is a label: a letter, then letters, digits and ` -_()/'.`, in at most six
+/// words (one pass over its bytes; any other byte, non-ASCII ones included, ends it).
 fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_LABEL
-        && s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || " -_()/'.".contains(c))
-        && s.split(' ').count() <= 6
+    let bytes = s.as_bytes();
+    if bytes.len() > MAX_LABEL || !bytes.first().is_some_and(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let mut spaces = 0;
+    for &b in bytes {
+        match b {
+            b' ' => spaces += 1,
+            b'-' | b'_' | b'(' | b')' | b'/' | b'\'' | b'.' => {}
+            _ if b.is_ascii_alphanumeric() => {}
+            _ => return false,
+        }
+    }
+    spaces <= 5
 }
 
 /// Splits a Security-style rendered message into its title and keyed values.
@@ -122,7 +134,7 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
     let mut lines = lines(message);
     let title = lines.next().unwrap_or_default().trim();
     let mut section: Option<&str> = None;
-    let mut fields: Vec<(Option<&str>, &str, String)> = Vec::with_capacity(32);
+    let mut fields: Vec<(Option<&str>, &str, Cow<str>)> = Vec::with_capacity(32);
     for line in lines {
         if line.trim().is_empty() {
             section = None;
@@ -145,11 +157,12 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
                 if value.is_empty() && !indented {
                     section = Some(label);
                 } else {
-                    fields.push((section, label, value.to_owned()));
+                    fields.push((section, label, Cow::Borrowed(value)));
                 }
             }
             None if indented => {
                 if let Some((_, _, value)) = fields.last_mut() {
+                    let value = value.to_mut();
                     if !value.is_empty() {
                         value.push('\n');
                     }
@@ -164,22 +177,21 @@ pub fn parse_sectioned(message: &str) -> Sectioned<'_> {
 
 /// Appends a label as a field-name part: its words joined without spaces or punctuation
 /// (`Security ID` → `SecurityID`, `Filter Run-Time ID` → `FilterRunTimeID`).
-fn push_field_part(out: &mut String, label: &str) {
-    for word in label.split(|c: char| !c.is_ascii_alphanumeric()) {
-        out.push_str(word);
-    }
+fn push_field_part(out: &mut Vec<u8>, label: &str) {
+    out.extend(label.bytes().filter(u8::is_ascii_alphanumeric));
 }
 
 /// The `MessageData` name of a field: `<Section>_<Key>`, or `<Key>` outside sections, each
 /// part its words joined without spaces or punctuation.
 pub fn field_name(section: Option<&str>, key: &str) -> String {
-    let mut name = String::with_capacity(section.map_or(0, |s| s.len() + 1) + key.len());
+    // Built as bytes: only ASCII letters and digits, and `_`, go in.
+    let mut name = Vec::with_capacity(section.map_or(0, |s| s.len() + 1) + key.len());
     if let Some(section) = section {
         push_field_part(&mut name, section);
-        name.push('_');
+        name.push(b'_');
     }
     push_field_part(&mut name, key);
-    name
+    String::from_utf8(name).expect("ASCII is UTF-8")
 }
 
 #[cfg(test)]
@@ -212,6 +224,37 @@ mod tests {
             "\tKey: v",
         ] {
             assert_eq!(line_key(line), oracle(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn labels_are_short_words_of_letters_digits_and_some_punctuation() {
+        fn oracle(s: &str) -> bool {
+            !s.is_empty()
+                && s.len() <= MAX_LABEL
+                && s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " -_()/'.".contains(c))
+                && s.split(' ').count() <= 6
+        }
+        let long = "A".repeat(MAX_LABEL);
+        for label in [
+            "",
+            "Security ID",
+            "Filter Run-Time ID",
+            "Caller's Process (ID)",
+            "a/b.c_d",
+            "1st",
+            " Lead",
+            "One two three four five six",
+            "One two three four five six seven",
+            "Tab\there",
+            "Ké",
+            "Colon:",
+            long.as_str(),
+            &format!("{long}B"),
+        ] {
+            assert_eq!(is_label(label), oracle(label), "{label:?}");
         }
     }
 

@@ -333,7 +333,7 @@ trait Document<'m>: Fields {
     fn set(&mut self, key: &'m str, value: Cow<'m, str>);
     /// Sets `MessageData`: names with their values, in order (one value is a string, more an
     /// array).
-    fn set_data(&mut self, data: Vec<(String, Vec<String>)>);
+    fn set_data(&mut self, data: Vec<(String, Vec<Cow<'m, str>>)>);
 }
 
 impl<'m> Document<'m> for Map<String, Value> {
@@ -341,13 +341,18 @@ impl<'m> Document<'m> for Map<String, Value> {
         self.insert(key.to_owned(), Value::String(value.into_owned()));
     }
 
-    fn set_data(&mut self, data: Vec<(String, Vec<String>)>) {
+    fn set_data(&mut self, data: Vec<(String, Vec<Cow<'m, str>>)>) {
         let data = data
             .into_iter()
             .map(|(name, mut values)| {
                 let value = match values.len() {
-                    1 => Value::String(values.remove(0)),
-                    _ => Value::Array(values.into_iter().map(Value::String).collect()),
+                    1 => Value::String(values.remove(0).into_owned()),
+                    _ => Value::Array(
+                        values
+                            .into_iter()
+                            .map(|v| Value::String(v.into_owned()))
+                            .collect(),
+                    ),
                 };
                 (name, value)
             })
@@ -405,7 +410,7 @@ fn fill_from_message<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
 
 fn message_data<'m, D: Document<'m>>(doc: &mut D, message: &'m str) {
     let parsed = message::parse_sectioned(message);
-    let mut data: Vec<(String, Vec<String>)> = Vec::new();
+    let mut data: Vec<(String, Vec<Cow<'m, str>>)> = Vec::new();
     for (section, key, value) in parsed.fields {
         if unexpanded(&value) {
             continue;

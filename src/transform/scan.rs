@@ -42,7 +42,7 @@ pub(super) fn flat_object<'a>(
         let value = if key == "Message" && s.peek() == Some(b'"') && message.is_none() {
             // The rules read the Message unescaped: done while crossing it.
             let text = message.insert(String::with_capacity(line.len() - s.pos));
-            s.string_into(Some(text))?
+            s.string_into(text)?
         } else {
             s.flat_value()?
         };
@@ -85,7 +85,7 @@ fn has_control(line: &[u8]) -> bool {
 /// The character an escape stands for, from the bytes after its backslash, and how many of
 /// them it takes; `None` for an invalid escape, or a `\u` escape of a surrogate (`D800` to
 /// `DFFF`, alone or in a pair), which the general path checks and decodes.
-#[inline]
+#[inline(always)]
 fn escape(after: &[u8]) -> Option<(char, usize)> {
     let c = match *after.first()? {
         b'"' => '"',
@@ -96,20 +96,23 @@ fn escape(after: &[u8]) -> Option<(char, usize)> {
         b'n' => '\n',
         b'r' => '\r',
         b't' => '\t',
-        b'u' => {
-            let hex = after.get(1..5)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            let code = hex.iter().fold(0, |code, &h| {
-                code * 16 + char::from(h).to_digit(16).unwrap_or(0)
-            });
-            // `from_u32` refuses surrogates.
-            return char::from_u32(code).map(|c| (c, 5));
-        }
+        b'u' => return unicode_escape(after.get(1..5)?),
         _ => return None,
     };
     Some((c, 1))
+}
+
+/// The character of a `\u` escape from its four hex digits (see [`escape`]).
+#[cold]
+fn unicode_escape(hex: &[u8]) -> Option<(char, usize)> {
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let code = hex.iter().fold(0, |code, &h| {
+        code * 16 + char::from(h).to_digit(16).unwrap_or(0)
+    });
+    // `from_u32` refuses surrogates.
+    char::from_u32(code).map(|c| (c, 5))
 }
 
 /// Appends the string that `inner` (a string's text between its quotes, as [`flat_object`]
@@ -158,31 +161,47 @@ impl<'a> Scanner<'a> {
         &self.text[start..self.pos]
     }
 
-    /// A string, quotes included.
+    /// A string, quotes included. [`Self::string_into`] without the copy, inlined where keys
+    /// and values are read: most are short, and the call cost as much as crossing them.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
-        self.string_into(None)
-    }
-
-    /// A string, quotes included; with `out`, the string it holds is appended to it on the
-    /// way (escapes decoded).
-    fn string_into(&mut self, mut out: Option<&mut String>) -> Option<&'a str> {
         let start = self.pos;
         self.byte(b'"')?;
         let bytes = self.text.as_bytes();
         loop {
             let at = self.pos + special(&bytes[self.pos..])?;
-            if let Some(out) = out.as_deref_mut() {
-                out.push_str(&self.text[self.pos..at]);
-            }
             self.pos = at + 1;
             if bytes[at] == b'"' {
                 return Some(self.since(start));
             }
-            let (c, len) = escape(&bytes[self.pos..])?;
-            if let Some(out) = out.as_deref_mut() {
-                out.push(c);
+            self.pos += escape(&bytes[self.pos..])?.1;
+        }
+    }
+
+    /// A string, quotes included; the string it holds is appended to `out` on the way
+    /// (escapes decoded).
+    fn string_into(&mut self, out: &mut String) -> Option<&'a str> {
+        let start = self.pos;
+        self.byte(b'"')?;
+        let bytes = self.text.as_bytes();
+        loop {
+            let at = self.pos + special(&bytes[self.pos..])?;
+            out.push_str(&self.text[self.pos..at]);
+            self.pos = at + 1;
+            if bytes[at] == b'"' {
+                return Some(self.since(start));
             }
-            self.pos += len;
+            // Escapes come in runs (`\r\n\t\t` in a rendered message): the whole run is
+            // decoded before the next search.
+            loop {
+                let (c, len) = escape(&bytes[self.pos..])?;
+                out.push(c);
+                self.pos += len;
+                if bytes.get(self.pos) != Some(&b'\\') {
+                    break;
+                }
+                self.pos += 1;
+            }
         }
     }
 

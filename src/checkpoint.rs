@@ -196,6 +196,11 @@ struct State {
 pub struct Checkpoints {
     path: PathBuf,
     state: Mutex<State>,
+    /// Held by a save from its snapshot to its rename: saves write one at a time (they share
+    /// the temporary file), and in the order of their snapshots, so that an older snapshot
+    /// never replaces a newer one. The periodic save and the last one may overlap: aborting
+    /// the periodic task does not stop a write already on the blocking pool.
+    writing: Mutex<()>,
 }
 
 /// The default checkpoint directory: `$XDG_DATA_HOME/evtship/checkpoints`, else
@@ -283,6 +288,7 @@ impl Checkpoints {
                 live: HashMap::new(),
                 dirty: false,
             }),
+            writing: Mutex::new(()),
         })
     }
 
@@ -412,6 +418,7 @@ impl Checkpoints {
 
     /// Writes the file if anything changed.
     pub fn save(&self) -> Result<(), CheckpointError> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let snapshot = {
             let mut st = self.lock();
             if !st.dirty {
@@ -485,6 +492,8 @@ pub fn reset(dir: &Path, input: Option<&str>) -> Result<usize, CheckpointError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
     fn id(dir: &Path, name: &str, body: &[u8]) -> (PathBuf, Identity) {
         let p = dir.join(name);
@@ -526,6 +535,44 @@ mod tests {
             Resume::Finished(_)
         ));
         assert_eq!(again.start(1, "a", &p, true, true).unwrap(), Resume::Fresh);
+    }
+
+    #[test]
+    fn saves_that_overlap_neither_fail_nor_leave_an_older_position() {
+        // The periodic save and the last one can run at once; they share the temporary file.
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = 400;
+        let body = "{}\n".repeat(chunks);
+        let (p, ident) = id(dir.path(), "a.json", body.as_bytes());
+        let cp = Arc::new(Checkpoints::open(dir.path(), "p", "i").unwrap());
+        cp.start(0, "a", &p, true, false).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let savers: Vec<_> = (0..4)
+            .map(|_| {
+                let (cp, done) = (cp.clone(), done.clone());
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        cp.save()?;
+                    }
+                    Ok::<_, CheckpointError>(())
+                })
+            })
+            .collect();
+        for c in 0..chunks {
+            let pos = StreamPos {
+                line: c as u64 + 1,
+                offset: (c as u64 + 1) * 3,
+            };
+            cp.settled(0, c as u64, pos, c as u64 + 1, true);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        done.store(true, Ordering::Relaxed);
+        for s in savers {
+            s.join().unwrap().unwrap();
+        }
+        cp.save().unwrap();
+        let e = &read_file(cp.path()).unwrap().entries[&ident.key()];
+        assert_eq!(e.records, chunks as u64);
     }
 
     #[test]

@@ -35,9 +35,9 @@ pub const MIN_ROUND: usize = 8;
 /// The fewest requests a round judges by while the limit is still doubling.
 pub const MIN_FIRST_ROUND: usize = 4;
 /// Fewer requests than this waiting: the limit grows.
-pub const QUEUE_LOW: f64 = 3.0;
+pub const QUEUE_LOW: f64 = 4.0;
 /// More requests than this waiting: the limit shrinks.
-pub const QUEUE_HIGH: f64 = 6.0;
+pub const QUEUE_HIGH: f64 = 8.0;
 /// A rise of the share of refused requests by this much over its running average shrinks
 /// the limit.
 const REFUSED_RISE: f64 = 0.2;
@@ -407,14 +407,26 @@ mod tests {
     #[test]
     fn grows_to_the_capacity_of_the_path_and_holds_there() {
         let mut adaptive = AdaptiveLimit::new(1, 64);
-        let capacity = 6.0;
+        let capacity = 6;
         let seen = run(&mut adaptive, 200, |l| {
-            (Signal::Answered, 0.05 * (l as f64 / capacity).max(1.0))
+            (
+                Signal::Answered,
+                0.05 * (l as f64 / capacity as f64).max(1.0),
+            )
         });
-        // Holds where 3 to 6 requests wait: 9 to 12 on a path that takes 6.
+        // Holds where QUEUE_LOW to QUEUE_HIGH requests wait: a limit of l queues l - capacity
+        // on this path, so it holds at capacity + QUEUE_LOW to capacity + QUEUE_HIGH, give or
+        // take one.
+        let (low, high) = (
+            capacity + QUEUE_LOW as usize,
+            capacity + QUEUE_HIGH as usize,
+        );
         let last = *seen.last().unwrap();
-        assert!((9..=12).contains(&last), "{seen:?}");
-        assert!(seen[150..].iter().all(|l| (8..=13).contains(l)), "{seen:?}");
+        assert!((low..=high).contains(&last), "{seen:?}");
+        assert!(
+            seen[150..].iter().all(|l| (low - 1..=high + 1).contains(l)),
+            "{seen:?}"
+        );
     }
 
     #[test]

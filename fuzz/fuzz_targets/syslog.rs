@@ -6,6 +6,8 @@ use evtship::source::listen::framing::{Framed, Framer, Framing};
 use evtship::source::listen::syslog;
 use libfuzzer_sys::fuzz_target;
 
+mod json_text;
+
 /// The records (`None`: one skipped for its size), and whether the stream ended well.
 fn frame(data: &[u8], framing: Framing, piece: usize) -> (Vec<Option<Vec<u8>>>, bool) {
     let mut f = Framer::new(framing, 512);
@@ -39,9 +41,8 @@ fuzz_target!(|data: &[u8]| {
     for r in whole.iter().flatten() {
         assert!(r.len() <= 512);
         let rec = syslog::record(r);
-        let v: serde_json::Value = serde_json::from_slice(&rec).expect("a JSON record");
-        assert!(v.is_object());
+        assert!(json_text::is_json_object(&rec), "a JSON record");
     }
     let rec = syslog::record(data);
-    assert!(serde_json::from_slice::<serde_json::Value>(&rec).is_ok_and(|v| v.is_object()));
+    assert!(json_text::is_json_object(&rec), "a JSON record");
 });

@@ -241,6 +241,18 @@ mod tests {
     }
 
     #[test]
+    fn a_json_msg_keeps_numbers_beyond_an_f64_as_written() {
+        // JSON's grammar puts no bound on numbers; the record is passed on as it came.
+        let m = br#"<134>1 2020-05-02T02:55:56.157Z WORKSTATION5 nxlog 4242 - - {"big":1000e000200000000,"small":-1e400}"#;
+        let rec = String::from_utf8(record(m)).unwrap();
+        assert!(
+            rec.starts_with(r#"{"big":1000e000200000000,"small":-1e400,"#),
+            "{rec}"
+        );
+        assert!(rec.contains(r#""SyslogHostname":"WORKSTATION5""#), "{rec}");
+    }
+
+    #[test]
     fn rfc5424_with_a_json_msg_keeps_the_record_and_adds_the_header() {
         let m = br#"<134>1 2020-05-02T02:55:56.157Z WORKSTATION5 nxlog 4242 - [x@1 a="b\]c"] {"EventID":1,"Hostname":"WORKSTATION5.theshire.local"}"#;
         let v = json(&record(m));

@@ -2,7 +2,7 @@
 //! with where it came from and the acknowledgement token its source gave it.
 
 use crate::ack::Ack;
-use crate::common::InputId;
+use crate::common::{Charge, InputId};
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
@@ -57,6 +57,9 @@ pub struct RawChunk {
     pub identity: Identity,
     /// Where each record asked to go (one per line, or none): a `_bulk` client's action.
     pub routes: Vec<Route>,
+    /// The bytes of the listeners' memory budget its records hold, given back once the chunk
+    /// is settled and dropped.
+    pub charge: Option<Charge>,
 }
 
 /// What makes the id of a record without a Windows record identity.
@@ -88,17 +91,32 @@ pub struct Route {
 impl RawChunk {
     /// An empty chunk for records of `origin`.
     pub fn new(input: InputId, origin: &Arc<str>) -> Self {
+        let mut chunk = Self::growing(input, origin);
+        chunk.buf.reserve(CHUNK_BYTES + 16 * 1024);
+        chunk.lines.reserve(256);
+        chunk
+    }
+
+    /// An empty chunk that allocates only as records come (a listener's, whose memory is
+    /// charged to the budget by what it holds).
+    pub fn growing(input: InputId, origin: &Arc<str>) -> Self {
         Self {
             input,
             origin: origin.clone(),
-            buf: Vec::with_capacity(CHUNK_BYTES + 16 * 1024),
-            lines: Vec::with_capacity(256),
+            buf: Vec::new(),
+            lines: Vec::new(),
             end: StreamPos::default(),
             order: 0,
             ack: Ack::default(),
             identity: Identity::Position,
             routes: Vec::new(),
+            charge: None,
         }
+    }
+
+    /// Bytes of memory its records take: their bytes and their line entries.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity() + self.lines.capacity() * std::mem::size_of::<RawLine>()
     }
 
     /// The route of line `i`, when records carry routes.

@@ -1,10 +1,13 @@
 //! Small types every stage shares: index names, sizes, input ids, the time now, and errors
 //! written on one line with their causes. Nothing here knows of any stage.
 
+pub mod budget;
+pub mod dirs;
 pub mod fields;
 mod index;
 mod size;
 
+pub use budget::{Budget, Charge};
 pub use index::IndexName;
 pub use size::ByteSize;
 

@@ -37,6 +37,8 @@ pub struct ElasticsearchSection {
     pub api_key_file: Option<PathBuf>,
     /// Per-request timeout in seconds.
     pub timeout_seconds: Option<NonZeroUsize>,
+    /// How long a batch run waits at start for the engine to answer (seconds; 0: one try).
+    pub startup_timeout_seconds: Option<u64>,
     /// Write to a data stream of this name instead of an index (`op_type` create; the template
     /// declares the stream).
     pub data_stream: Option<bool>,
@@ -130,7 +132,10 @@ pub struct PipelineFile {
     pub decode: crate::decode::DecodeSettings,
     /// Listeners: `[[listen]]` tables.
     #[serde(default)]
-    pub listen: Vec<crate::source::listen::settings::ListenSection>,
+    pub listen: Vec<crate::source::listen::settings::ListenTable>,
+    /// What all listeners share: their memory budget.
+    #[serde(default)]
+    pub listeners: crate::source::listen::settings::ListenersSection,
     /// The disk spool of TCP, UDP and syslog listeners.
     #[serde(default)]
     pub spool: crate::source::spool::SpoolSection,

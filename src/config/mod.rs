@@ -134,6 +134,8 @@ pub struct Pipeline {
     pub decode: crate::decode::DecodeSettings,
     /// Listeners (`--listen`, `[[listen]]`).
     pub listen: Vec<crate::source::listen::ListenSettings>,
+    /// The memory budget of all listeners together, in bytes.
+    pub listen_budget: usize,
     /// The disk spool of the listeners that cannot acknowledge.
     pub spool: crate::source::spool::SpoolSettings,
     /// The Kafka consumer (`kafka://` input or `[kafka] topics`), if any.

@@ -9,13 +9,15 @@ use super::{
 };
 use crate::sink::dlq::DeadLetter;
 use crate::sink::elasticsearch::{CompressionLevel, EsSettings};
-use crate::source::listen::settings::ListenSection;
+use crate::source::listen::settings::ListenTable;
 use crate::source::listen::ListenSettings;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Per-request timeout when none is set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a batch run waits at start for the engine when nothing says otherwise.
+const DEFAULT_STARTUP_TIMEOUT_SECONDS: u64 = 10;
 
 impl Pipeline {
     /// Merges a pipeline file (or none) with command-line overrides and checks the result.
@@ -34,6 +36,13 @@ impl Pipeline {
             .partition(|i| i.starts_with("kafka://"));
         let kafka = kafka_of(&kafka_inputs, &file.kafka)?;
         let listen = listeners_of(&ov, file.listen)?;
+        let listen_budget =
+            file.listeners
+                .budget(&listen)
+                .map_err(|message| ConfigError::Invalid {
+                    field: "listeners.max_buffered_bytes",
+                    message,
+                })?;
         if inputs.is_empty() && listen.is_empty() && kafka.is_none() && !ov.no_inputs_needed {
             return Err(ConfigError::Invalid {
                 field: "inputs",
@@ -76,20 +85,9 @@ impl Pipeline {
             .or(file.checkpoint_dir)
             .unwrap_or_else(crate::checkpoint::default_dir);
         let name = file.name.unwrap_or_else(|| "evtship".into());
-        let spool = crate::source::spool::SpoolSettings {
-            dir: ov
-                .spool_dir
-                .or(file.spool.dir)
-                .unwrap_or_else(|| checkpoint_dir.join("spool").join(safe_name(&name))),
-            max_bytes: file
-                .spool
-                .max_bytes
-                .map_or(crate::source::spool::DEFAULT_MAX_BYTES, |b| b.0 as u64),
-        };
-        if spool.max_bytes == 0 {
-            return Err(invalid(("spool.max_bytes", "must be above 0".into())));
-        }
+        let spool = spool_of(ov.spool_dir, file.spool, &checkpoint_dir, &name)?;
         Ok(Self {
+            listen_budget,
             spool,
             kafka,
             kafka_section: file.kafka,
@@ -101,7 +99,7 @@ impl Pipeline {
             cache_dir: ov
                 .cache_dir
                 .or(file.cache_dir)
-                .unwrap_or_else(crate::source::url::default_cache_dir),
+                .unwrap_or_else(crate::common::dirs::default_cache_dir),
             checkpoint_dir,
             name,
             inputs,
@@ -142,6 +140,31 @@ fn kafka_of(
         .map_err(|e| invalid(e.to_string()))
 }
 
+/// The spool's settings: `--spool-dir`, the file's `[spool]`, or a directory named for the
+/// pipeline in the checkpoint directory.
+fn spool_of(
+    dir: Option<PathBuf>,
+    section: crate::source::spool::SpoolSection,
+    checkpoint_dir: &std::path::Path,
+    name: &str,
+) -> Result<crate::source::spool::SpoolSettings, ConfigError> {
+    let spool = crate::source::spool::SpoolSettings {
+        dir: dir
+            .or(section.dir)
+            .unwrap_or_else(|| checkpoint_dir.join("spool").join(safe_name(name))),
+        max_bytes: section
+            .max_bytes
+            .map_or(crate::source::spool::DEFAULT_MAX_BYTES, |b| b.0 as u64),
+    };
+    if spool.max_bytes == 0 {
+        return Err(ConfigError::Invalid {
+            field: "spool.max_bytes",
+            message: "must be above 0".into(),
+        });
+    }
+    Ok(spool)
+}
+
 /// A pipeline name as a directory name.
 fn safe_name(name: &str) -> String {
     name.chars()
@@ -158,7 +181,7 @@ fn safe_name(name: &str) -> String {
 /// The listeners: `--listen` URIs, else the file's `[[listen]]` tables.
 fn listeners_of(
     ov: &Overrides,
-    tables: Vec<ListenSection>,
+    tables: Vec<ListenTable>,
 ) -> Result<Vec<ListenSettings>, ConfigError> {
     let invalid = |e: crate::source::listen::ListenError| ConfigError::Invalid {
         field: "listen",
@@ -167,7 +190,7 @@ fn listeners_of(
     if ov.listen.is_empty() {
         tables
             .into_iter()
-            .map(|t| ListenSettings::from_section(t).map_err(invalid))
+            .map(|t| ListenSettings::from_section(t.0).map_err(invalid))
             .collect()
     } else {
         ov.listen
@@ -308,6 +331,10 @@ fn settings_of(es: ElasticsearchSection) -> EsSettings {
         timeout: es
             .timeout_seconds
             .map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t.get() as u64)),
+        startup_timeout: Duration::from_secs(
+            es.startup_timeout_seconds
+                .unwrap_or(DEFAULT_STARTUP_TIMEOUT_SECONDS),
+        ),
         tls: es.tls,
         compression,
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Counters of one listener.
 #[derive(Debug, Default)]
@@ -26,7 +27,13 @@ pub struct ListenerCounters {
     /// spool could not write.
     pub dropped: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per cause: when its last warning was written, and refusals since that were not.
+    warned: Mutex<BTreeMap<&'static str, (Instant, u64)>>,
 }
+
+/// A cause of refusal gets at most one warning line this often; the next says how many more
+/// came meanwhile.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl ListenerCounters {
     /// A connection opened.
@@ -53,6 +60,40 @@ impl ListenerCounters {
             .unwrap_or_else(|e| e.into_inner())
             .entry(cause)
             .or_default() += 1;
+    }
+
+    /// A refusal of `cause`, counted, and said in a warning unless one of that cause was
+    /// written less than [`WARN_EVERY`] ago (a flood of refusals writes one line per cause per
+    /// interval, with the count of those it did not write).
+    pub fn refuse(&self, cause: &'static str, message: impl FnOnce() -> String) {
+        self.refused(cause);
+        let now = Instant::now();
+        let more = {
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            match warned.get_mut(cause) {
+                Some((last, held)) if now.duration_since(*last) < WARN_EVERY => {
+                    *held += 1;
+                    return;
+                }
+                Some((last, held)) => {
+                    *last = now;
+                    std::mem::take(held)
+                }
+                None => {
+                    warned.insert(cause, (now, 0));
+                    0
+                }
+            }
+        };
+        let text = message();
+        if more > 0 {
+            tracing::warn!(
+                "{text} (and {more} more refusals for `{cause}` in the last {} s)",
+                WARN_EVERY.as_secs()
+            );
+        } else {
+            tracing::warn!("{text}");
+        }
     }
 
     /// Refusals by cause.
@@ -132,5 +173,28 @@ impl ListenerSummary {
             "{}: {} connections, {} windows or requests, {} acknowledged, {} keep-alives, refused: {refused}",
             self.listener, self.connections, self.windows, self.acks, self.keepalives,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_all_counted_and_warned_once_per_interval() {
+        let c = ListenerCounters::default();
+        let mut said = 0;
+        for _ in 0..500 {
+            c.refuse("auth", || {
+                said += 1;
+                "refused".into()
+            });
+        }
+        assert_eq!((c.refusals()["auth"], said), (500, 1));
+        c.refuse("connections", || {
+            said += 1;
+            "full".into()
+        });
+        assert_eq!(said, 2);
     }
 }

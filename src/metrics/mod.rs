@@ -2,11 +2,13 @@
 //! summary printed at its end ([`summary`]).
 
 mod bulk;
+mod engine;
 mod kafka;
 mod listeners;
 mod summary;
 
 pub use bulk::{BulkCounters, BulkSummary, ConcurrencySummary};
+pub use engine::EngineState;
 pub use kafka::{KafkaCounters, KafkaSummary, PartitionSummary};
 pub use listeners::{ListenerCounters, ListenerSummary};
 pub use summary::{InputSummary, Summary};
@@ -63,6 +65,8 @@ pub struct Stats {
     pub kafka: KafkaCounters,
     /// The `_bulk` requests: bytes before and after compression, concurrency.
     pub bulk: BulkCounters,
+    /// When the engine first answered.
+    pub engine: EngineState,
     started: Instant,
 }
 
@@ -84,6 +88,7 @@ impl Stats {
             listeners: RwLock::new(Vec::new()),
             kafka: KafkaCounters::default(),
             bulk: BulkCounters::default(),
+            engine: EngineState::default(),
             started: Instant::now(),
         }
     }
@@ -159,6 +164,11 @@ impl Stats {
             .collect()
     }
 
+    /// When the run started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -225,6 +235,10 @@ impl Stats {
             listeners: self.listener_summaries(),
             kafka: self.kafka.summary(),
             bulk: self.bulk.summary(),
+            engine_reached_after_seconds: self
+                .engine
+                .reached_after()
+                .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
         }
     }
 }

@@ -79,6 +79,10 @@ pub struct Summary {
     /// sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulk: Option<super::BulkSummary>,
+    /// Seconds after the start when the engine first answered (`None`: it never did, or the
+    /// run sent to no engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_reached_after_seconds: Option<f64>,
 }
 
 impl Summary {
@@ -153,6 +157,9 @@ impl Summary {
         }
         if let Some(b) = &self.bulk {
             b.write_line(out)?;
+        }
+        if let Some(t) = self.engine_reached_after_seconds.filter(|t| *t >= 1.0) {
+            writeln!(out, "the engine first answered {t:.1} s after the start")?;
         }
         if self.interrupted {
             writeln!(

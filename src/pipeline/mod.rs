@@ -114,7 +114,7 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
     for l in &p.listen {
         bound.push(Bound::bind(l.clone()).await?);
     }
-    let sink = sinks::connect(p, &opts.stop).await?;
+    let (sink, reached) = sinks::connect(p, &opts.stop).await?;
     // Positions are kept for deliveries to the engine; a file output is written anew each run.
     let checkpoints = if p.keeps_positions() && opts.checkpoints {
         // Each share of a split backfill keeps its own positions.
@@ -131,6 +131,9 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
         None
     };
     let stats = Stats::new(inputs.iter().map(InputFile::label).collect());
+    if let Some(after) = reached {
+        stats.engine.mark(after);
+    }
     for input in &inputs {
         if let source::Location::Path(path) = &input.location {
             let size = std::fs::metadata(path).map_or(0, |m| m.len());
@@ -226,6 +229,7 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         stop: stop_watch(opts.stop.clone()),
     };
     let grace = Duration::from_millis(p.bulk.shutdown_grace_ms.get() as u64);
+    let budget = crate::common::Budget::new(p.listen_budget);
     let (spool_tx, spool) = match spool {
         Some((s, inputs)) => {
             let (tx, running) = s.start(intake.clone(), inputs, grace);
@@ -238,10 +242,11 @@ async fn spawn(p: &Pipeline, opts: &RunOptions, built: Built) -> Result<Running,
         .map(|(bound, id, source)| {
             let (intake, index) = (intake.clone(), p.index.to_string());
             let spool = spool_tx.clone().zip(source);
+            let budget = budget.clone();
             // Counters are made here, in the config's order, so that the summary lists the
             // listeners in that order whichever task starts first.
             intake.stats.listener(&bound.label());
-            tokio::spawn(async move { bound.serve(intake, id, grace, &index, spool).await })
+            tokio::spawn(async move { bound.serve(intake, id, grace, &index, spool, budget).await })
         })
         .collect();
     let kafka = match &p.kafka {

@@ -72,6 +72,9 @@ pub enum RunError {
     /// The Kafka output failed.
     #[error(transparent)]
     KafkaOutput(#[from] crate::sink::kafka::KafkaSinkError),
+    /// A signal stopped the run while it was starting.
+    #[error("stopped by a signal before the run began")]
+    Stopped,
     /// The metrics address could not be bound.
     #[error("cannot serve metrics on {addr}")]
     Metrics {
@@ -98,7 +101,7 @@ impl RunError {
 
     /// The exit code of a run that ended with this error.
     pub fn exit(&self) -> Exit {
-        if matches!(self, Self::Inputs(ResolveError::Stopped)) {
+        if matches!(self, Self::Inputs(ResolveError::Stopped) | Self::Stopped) {
             Exit::Interrupted
         } else if self.is_usage() {
             Exit::Usage

@@ -20,8 +20,6 @@ use crate::sink::wire::Actions;
 use crate::sink::Accounting;
 use crate::transform::EncodedChunk;
 use bytes::Bytes;
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
-use elasticsearch::http::Method;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -30,9 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-/// Only what evtship reads of a `_bulk` response.
-const FILTER_PATH: &str = "errors,items.*.status,items.*.error";
-
+/// What evtship reads of a `_bulk` response.
 #[derive(Debug, Deserialize)]
 struct BulkResponse {
     #[serde(default)]
@@ -117,6 +113,11 @@ impl BulkSink {
     pub fn stopping_with(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = stop;
         self
+    }
+
+    /// The client it sends with.
+    pub fn client(&self) -> &EsClient {
+        &self.client
     }
 
     /// Whether the run is stopping and its grace is over.
@@ -295,6 +296,13 @@ impl BulkSink {
         }
     }
 
+    /// Waits until the run is stopping and its grace is over.
+    async fn grace_ended(&self) {
+        while !self.grace_is_over() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits `delay`, or less once the run stops (to the end of its grace).
     async fn pause(&self, delay: Duration) {
         let until = tokio::time::Instant::now() + delay;
@@ -319,7 +327,21 @@ impl BulkSink {
         stats.bulk_in_flight.fetch_add(1, Relaxed);
         stats.bulk.sent(body.plain.len(), body.wire.len());
         let started = std::time::Instant::now();
-        let answer = self.request(body).await;
+        // A request still unanswered when the shutdown grace ends is given up: its records
+        // stay without an outcome (not acknowledged; a later run sends them again).
+        let answer = tokio::select! {
+            answer = self.client.bulk(body) => answer,
+            () = self.grace_ended() => {
+                stats.bulk_in_flight.fetch_sub(1, Relaxed);
+                tracing::warn!(
+                    "{} records left undelivered at shutdown: the engine did not answer their \
+                     request within the grace (bulk.shutdown_grace_ms); they were not \
+                     acknowledged and are sent again by a later run",
+                    items.len()
+                );
+                return Ok(None);
+            }
+        };
         let rtt = started.elapsed();
         stats.bulk_latency.observe(rtt.as_secs_f64());
         stats.bulk_in_flight.fetch_sub(1, Relaxed);
@@ -382,41 +404,6 @@ impl BulkSink {
             )
         })?;
         judge(items, parsed, status, acct)
-    }
-
-    /// Sends one `_bulk` body; the answer's status and body, or why there is none.
-    async fn request(&self, body: &Body) -> Result<(u16, Vec<u8>), SendError> {
-        let (node_index, node) = self.client.pick();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        );
-        if body.gzip {
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-        // A `Bytes` body is handed to the HTTP client as it is, without a copy.
-        let sent = node
-            .client
-            .send(
-                Method::Post,
-                "/_bulk",
-                headers,
-                Some(&[("filter_path", FILTER_PATH)]),
-                Some(body.wire.clone()),
-                None,
-            )
-            .await;
-        let response = sent.map_err(|source| {
-            self.client.failed(node_index);
-            SendError::Connection {
-                node: node.shown_url.clone(),
-                source,
-            }
-        })?;
-        let status = response.status_code().as_u16();
-        let text = response.bytes().await.map_err(SendError::Response)?;
-        Ok((status, text.to_vec()))
     }
 }
 

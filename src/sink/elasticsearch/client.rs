@@ -1,12 +1,16 @@
 //! Clients of every configured node, with failover: requests go to the current node; a node
 //! whose connection fails is skipped for a while, then tried again.
 
+use super::compress::Body;
+use super::retry::SendError;
 use super::settings::EsSettings;
 use super::{cloud, EsError, ServerInfo, SetupError};
 use crate::redact;
 use elasticsearch::auth::{ClientCertificate, Credentials};
 use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -24,6 +28,9 @@ pub struct Node {
 
 /// How long a node that failed is skipped.
 const DEAD_FOR: Duration = Duration::from_secs(30);
+
+/// What `_bulk` answers are asked to hold: the item statuses and errors, nothing else.
+const FILTER_PATH: &str = "errors,items.*.status,items.*.error";
 
 /// Clients of every configured node, with failover.
 #[derive(Debug)]
@@ -252,6 +259,41 @@ impl EsClient {
         let info = ServerInfo::from_root(&body);
         info.warn_if_unknown();
         Ok(info)
+    }
+
+    /// Sends one `_bulk` body; the answer's status and body, or why there is none.
+    pub(super) async fn bulk(&self, body: &Body) -> Result<(u16, Vec<u8>), SendError> {
+        let (node_index, node) = self.pick();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        if body.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        // A `Bytes` body is handed to the HTTP client as it is, without a copy.
+        let sent = node
+            .client
+            .send(
+                Method::Post,
+                "/_bulk",
+                headers,
+                Some(&[("filter_path", FILTER_PATH)]),
+                Some(body.wire.clone()),
+                None,
+            )
+            .await;
+        let response = sent.map_err(|source| {
+            self.failed(node_index);
+            SendError::Connection {
+                node: node.shown_url.clone(),
+                source,
+            }
+        })?;
+        let status = response.status_code().as_u16();
+        let text = response.bytes().await.map_err(SendError::Response)?;
+        Ok((status, text.to_vec()))
     }
 
     /// Sends one JSON request to the current node and returns the status and body text.

@@ -26,6 +26,9 @@ pub struct EsSettings {
     pub bearer_token: Option<String>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// How long a batch run waits for the engine to answer at start before it gives up (a
+    /// run with listeners, tail or Kafka waits without limit).
+    pub startup_timeout: Duration,
     /// TLS settings.
     pub tls: TlsSettings,
     /// gzip level of `_bulk` bodies (0 = off).

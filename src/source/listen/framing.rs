@@ -29,6 +29,16 @@ pub enum FramingError {
         /// Where it starts.
         at: u64,
     },
+    /// The connection ended inside a record.
+    #[error(
+        "a record cut short at byte {at} of the connection by its end ({size} bytes of it came)"
+    )]
+    Cut {
+        /// The bytes of it that came.
+        size: u64,
+        /// Where it starts.
+        at: u64,
+    },
     /// An octet count that is no number.
     #[error("byte {at} of the connection: `{found}` is no octet count (RFC 6587 framing)")]
     BadCount {
@@ -39,13 +49,14 @@ pub enum FramingError {
     },
 }
 
-/// One framed record, or a record refused for its size (the stream goes on after a line; an
-/// octet-counted stream cannot be trusted after a bad count and ends).
+/// One framed record, or a record refused for its size (skipped: the stream goes on) or cut
+/// by the end of the stream. An octet-counted stream cannot be trusted after a bad count and
+/// ends.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Framed<'a> {
     /// A record's bytes.
     Record(&'a [u8]),
-    /// A line over the limit, skipped.
+    /// A record over the limit, skipped (or, at the end, one cut short).
     Skipped(FramingError),
 }
 
@@ -61,6 +72,8 @@ pub struct Framer {
     offset: u64,
     /// Skipping the rest of an oversize line.
     skipping: bool,
+    /// Bytes still to skip of an oversize octet-counted record.
+    to_skip: u64,
 }
 
 impl Framer {
@@ -73,6 +86,7 @@ impl Framer {
             start: 0,
             offset: 0,
             skipping: false,
+            to_skip: 0,
         }
     }
 
@@ -105,6 +119,26 @@ impl Framer {
         self.buf.len() - self.start
     }
 
+    /// Whether the stream is inside a record: some of it came, or the rest of an oversize
+    /// one is being skipped.
+    pub fn inside_record(&self) -> bool {
+        self.skipping || self.to_skip > 0 || self.pending() > 0
+    }
+
+    /// Bytes of memory it holds.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Gives back memory a large record left behind once it is taken.
+    pub fn compact(&mut self) {
+        if self.buf.capacity() > (1 << 20) && self.pending() < self.buf.capacity() / 4 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+            self.buf.shrink_to(self.buf.len().max(64 << 10));
+        }
+    }
+
     fn live(&self) -> &[u8] {
         &self.buf[self.start..]
     }
@@ -118,9 +152,22 @@ impl Framer {
         }
     }
 
-    /// What is left at the end of the stream: a last line without its LF is a record.
+    /// What is left at the end of the stream: a last line without its LF is a record (the
+    /// sender closed after it); an octet-counted record not whole is cut short.
     pub fn finish(&mut self) -> Option<Framed<'_>> {
-        if self.framing != Framing::Lines || self.skipping || self.pending() == 0 {
+        if self.framing == Framing::OctetCounted {
+            let blank = self
+                .live()
+                .iter()
+                .all(|b| matches!(b, b'\n' | b'\r' | b' '));
+            if self.to_skip > 0 || blank {
+                return None;
+            }
+            let (size, at) = (self.pending() as u64, self.offset);
+            self.consume(self.pending());
+            return Some(Framed::Skipped(FramingError::Cut { size, at }));
+        }
+        if self.skipping || self.pending() == 0 {
             return None;
         }
         let start = std::mem::replace(&mut self.start, self.buf.len());
@@ -174,6 +221,14 @@ impl Framer {
     }
 
     fn next_counted(&mut self) -> Result<Option<Framed<'_>>, FramingError> {
+        if self.to_skip > 0 {
+            let n = self.to_skip.min(self.pending() as u64);
+            self.consume(n as usize);
+            self.to_skip -= n;
+            if self.to_skip > 0 {
+                return Ok(None);
+            }
+        }
         // Blank lines between frames (some senders end frames with LF too) are skipped.
         let blank = self
             .live()
@@ -199,10 +254,15 @@ impl Framer {
             .ok()
             .and_then(|d| d.parse().ok())
             .ok_or_else(|| self.bad_count(digits))?;
-        if len > self.limit as u64 {
-            return Err(self.too_large(len, self.offset));
-        }
         let start = digits + 1;
+        if len > self.limit as u64 {
+            // Its count is trusted: the declared bytes are skipped as they come, and the
+            // stream goes on after them.
+            let error = self.too_large(len, self.offset);
+            self.consume(start);
+            self.to_skip = len;
+            return Ok(Some(Framed::Skipped(error)));
+        }
         let end = start + len as usize;
         if self.pending() < end {
             return Ok(None);
@@ -294,11 +354,27 @@ mod tests {
             f.next_record(),
             Err(FramingError::BadCount { .. })
         ));
+    }
+
+    #[test]
+    fn an_oversize_octet_count_skips_its_bytes_and_the_stream_goes_on() {
         let mut f = Framer::new(Framing::OctetCounted, 10);
-        f.push(b"11 ");
+        f.push(b"11 <13>abc");
         assert!(matches!(
             f.next_record(),
-            Err(FramingError::TooLarge { size: 11, .. })
+            Ok(Some(Framed::Skipped(FramingError::TooLarge {
+                size: 11,
+                ..
+            })))
         ));
+        assert_eq!(all(&mut f), Vec::<String>::new());
+        f.push(b"defg5 <13>x4 <13");
+        assert_eq!(all(&mut f), vec![rec("<13>x")]);
+        // The connection ends inside a record: cut, not a record.
+        assert!(matches!(
+            f.finish(),
+            Some(Framed::Skipped(FramingError::Cut { size: 5, .. }))
+        ));
+        assert!(f.finish().is_none());
     }
 }

@@ -23,7 +23,7 @@ mod udp;
 pub use crate::source::intake::{Busy, Intake};
 pub use settings::{Kind, ListenError, ListenSettings};
 
-use crate::common::InputId;
+use crate::common::{Budget, InputId};
 use crate::metrics::ListenerCounters;
 use crate::source::spool::SpoolSender;
 use std::net::SocketAddr;
@@ -90,6 +90,7 @@ impl Bound {
         grace: Duration,
         index: &str,
         spool: Option<(SpoolSender, u16)>,
+        budget: Budget,
     ) {
         let label = self.label();
         let counters = intake.stats.listener(&label);
@@ -102,6 +103,7 @@ impl Bound {
             grace,
             index: Arc::from(index),
             spool,
+            budget,
         };
         match self.settings.kind {
             Kind::Beats => beats::serve(self, served).await,
@@ -129,6 +131,8 @@ pub struct Served {
     pub index: Arc<str>,
     /// The spool and this listener's number in it (TCP, UDP and syslog listeners).
     pub spool: Option<(SpoolSender, u16)>,
+    /// The memory budget every listener of the run shares.
+    pub budget: Budget,
 }
 
 /// A listener's socket.
@@ -172,12 +176,12 @@ where
             () = stop.stopped() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            served.counters.refused("connections");
-            tracing::warn!(
-                "{}: {peer}: refused, {} connections are open already (max_connections)",
-                served.label,
-                settings.limits.max_connections
-            );
+            served.counters.refuse("connections", || {
+                format!(
+                    "{}: {peer}: refused, {} connections are open already (max_connections)",
+                    served.label, settings.limits.max_connections
+                )
+            });
             continue;
         };
         let (served, tls, handle) = (served.clone(), tls.clone(), handle.clone());
@@ -211,17 +215,19 @@ async fn handshake_with(
     match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some(Box::new(stream)),
         Ok(Err(e)) => {
-            served.counters.refused("tls");
-            tracing::warn!("{}: {peer}: TLS handshake refused: {e}", served.label);
+            served.counters.refuse("tls", || {
+                format!("{}: {peer}: TLS handshake refused: {e}", served.label)
+            });
             None
         }
         Err(_) => {
-            served.counters.refused("handshake_timeout");
-            tracing::warn!(
-                "{}: {peer}: no TLS handshake within {} s",
-                served.label,
-                timeout.as_secs()
-            );
+            served.counters.refuse("handshake_timeout", || {
+                format!(
+                    "{}: {peer}: no TLS handshake within {} s",
+                    served.label,
+                    timeout.as_secs()
+                )
+            });
             None
         }
     }

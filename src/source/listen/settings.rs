@@ -123,8 +123,13 @@ pub struct Limits {
     pub max_window: u32,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// A connection that sends nothing this long (and waits for nothing) is closed.
+    /// A connection that sends nothing this long while evtship waits on it (between frames,
+    /// requests or lines, or inside a window) is closed.
     pub idle_timeout_seconds: u64,
+    /// A frame (Beats), request body (HTTP) or record (TCP, syslog) that was begun must come
+    /// whole within this, or the connection is closed: a sender cannot hold a slot by
+    /// trickling bytes.
+    pub read_timeout_seconds: u64,
     /// A TLS handshake must end within this.
     pub handshake_timeout_seconds: u64,
     /// While a Beats window waits for the engine, an ACK of 0 goes out this often, so that
@@ -139,6 +144,7 @@ impl Default for Limits {
             max_window: 16_384,
             max_connections: 1024,
             idle_timeout_seconds: 60,
+            read_timeout_seconds: 60,
             handshake_timeout_seconds: 10,
             keepalive_seconds: 5,
         }
@@ -156,9 +162,48 @@ impl Limits {
         Duration::from_secs(self.idle_timeout_seconds)
     }
 
+    /// The read timeout of a frame, body or record.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_seconds.max(1))
+    }
+
     /// The keep-alive interval.
     pub fn keepalive(&self) -> Duration {
         Duration::from_secs(self.keepalive_seconds.max(1))
+    }
+}
+
+/// The memory budget of all listeners together when `[listeners] max_buffered_bytes` is
+/// unset: room for four bodies or frames of the default `max_frame_bytes` (each costs about
+/// twice its size: its bytes and the records made of them) beside many small ones.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
+
+/// The `[listeners]` table: what all listeners of a run share.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenersSection {
+    /// The most bytes that all listeners together hold of what they received and the engine
+    /// has not answered for yet (frames, bodies, lines and the records made of them).
+    pub max_buffered_bytes: Option<ByteSize>,
+}
+
+impl ListenersSection {
+    /// The budget, checked against the listeners' frame limits: each must fit twice.
+    pub fn budget(&self, listeners: &[ListenSettings]) -> Result<usize, String> {
+        let budget = self
+            .max_buffered_bytes
+            .map_or(DEFAULT_MAX_BUFFERED_BYTES, |b| b.0);
+        for l in listeners {
+            let need = 2 * l.limits.max_frame_bytes + (1 << 20);
+            if budget < need {
+                return Err(format!(
+                    "{budget} bytes cannot hold one frame of listener {} (max_frame_bytes {} \
+                     costs up to {need} bytes): raise max_buffered_bytes or lower max_frame_bytes",
+                    l.uri, l.limits.max_frame_bytes
+                ));
+            }
+        }
+        Ok(budget)
     }
 }
 
@@ -183,10 +228,61 @@ pub struct ListenSection {
     pub max_connections: Option<usize>,
     /// See [`Limits::idle_timeout_seconds`].
     pub idle_timeout_seconds: Option<u64>,
+    /// See [`Limits::read_timeout_seconds`].
+    pub read_timeout_seconds: Option<u64>,
     /// See [`Limits::handshake_timeout_seconds`].
     pub handshake_timeout_seconds: Option<u64>,
     /// See [`Limits::keepalive_seconds`].
     pub keepalive_seconds: Option<u64>,
+}
+
+/// A `[[listen]]` table, checked as it is read, so that an error names the file and line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "ListenSection")]
+pub struct ListenTable(pub ListenSection);
+
+impl TryFrom<ListenSection> for ListenTable {
+    type Error = String;
+
+    fn try_from(s: ListenSection) -> Result<Self, String> {
+        if let Some(auth) = &s.auth {
+            check_auth(&s.uri, auth)?;
+        }
+        Ok(Self(s))
+    }
+}
+
+/// Refuses `[listen.auth]` that cannot work: on a listener whose senders send no credentials,
+/// or with an empty secret (which no client could send, or which every client would).
+fn check_auth(uri: &str, auth: &ListenAuth) -> Result<(), String> {
+    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        return Err(format!(
+            "listener `{uri}`: [listen.auth] works on http:// listeners only (Beats, TCP, UDP \
+             and syslog senders send no token or password, so nothing would be checked); to \
+             admit only known senders use [listen.tls] with client_ca and \
+             client_auth = \"required\""
+        ));
+    }
+    let empty = |v: &Option<String>| v.as_deref().is_some_and(|v| v.trim().is_empty());
+    if empty(&auth.bearer_token) {
+        return Err(format!(
+            "listener `{uri}`: [listen.auth] bearer_token is empty (is its ${{VARIABLE}} set?)"
+        ));
+    }
+    if empty(&auth.user) || empty(&auth.password) {
+        return Err(format!(
+            "listener `{uri}`: [listen.auth] user and password must not be empty"
+        ));
+    }
+    match (&auth.user, &auth.password, &auth.bearer_token) {
+        (Some(_), None, _) | (None, Some(_), _) => Err(format!(
+            "listener `{uri}`: [listen.auth] needs both user and password"
+        )),
+        (None, None, None) => Err(format!(
+            "listener `{uri}`: [listen.auth] names neither bearer_token nor user and password"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A listener's settings, checked.
@@ -220,6 +316,7 @@ impl ListenSettings {
             max_window: None,
             max_connections: None,
             idle_timeout_seconds: None,
+            read_timeout_seconds: None,
             handshake_timeout_seconds: None,
             keepalive_seconds: None,
         })
@@ -274,6 +371,7 @@ impl ListenSettings {
             max_window: s.max_window.unwrap_or(d.max_window),
             max_connections: s.max_connections.unwrap_or(d.max_connections).max(1),
             idle_timeout_seconds: s.idle_timeout_seconds.unwrap_or(d.idle_timeout_seconds),
+            read_timeout_seconds: s.read_timeout_seconds.unwrap_or(d.read_timeout_seconds),
             handshake_timeout_seconds: s
                 .handshake_timeout_seconds
                 .unwrap_or(d.handshake_timeout_seconds),
@@ -332,6 +430,40 @@ mod tests {
             .spooled());
         for bad in ["beats:5044", "ftp://h:1", "beats://nohost", "https://h:1"] {
             assert!(ListenSettings::from_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn auth_that_cannot_work_is_refused_with_its_line() {
+        #[derive(Deserialize)]
+        struct File {
+            #[allow(dead_code)]
+            listen: Vec<ListenTable>,
+        }
+        let parse = |t: &str| toml::from_str::<File>(t).err().map(|e| e.to_string());
+        let ok = "[[listen]]\nuri = \"http://0.0.0.0:1\"\n[listen.auth]\nbearer_token = \"t\"\n";
+        assert_eq!(parse(ok), None);
+        for (table, says) in [
+            (
+                "uri = \"tcp://0.0.0.0:1\"\n[listen.auth]\nbearer_token = \"t\"",
+                "http:// listeners only",
+            ),
+            (
+                "uri = \"beats://0.0.0.0:1\"\n[listen.auth]\nuser = \"u\"\npassword = \"p\"",
+                "http:// listeners only",
+            ),
+            (
+                "uri = \"http://0.0.0.0:1\"\n[listen.auth]\nbearer_token = \"\"",
+                "is empty",
+            ),
+            (
+                "uri = \"http://0.0.0.0:1\"\n[listen.auth]\nuser = \"u\"",
+                "both user and password",
+            ),
+        ] {
+            let text = format!("name = \"x\"\n\n[[listen]]\n{table}\n");
+            let e = parse(&text).unwrap_or_else(|| panic!("accepted: {table}"));
+            assert!(e.contains(says) && e.contains("line 3"), "{e}");
         }
     }
 }

@@ -90,15 +90,149 @@ pub fn payload_len(kind: u8, header: &[u8], limit: u64) -> Result<Option<usize>,
     Ok(Some(size as usize))
 }
 
-/// A `D` frame's pairs as a JSON object of strings.
-pub fn data_pairs(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<u8>, CodecError> {
-    let mut map = serde_json::Map::with_capacity(pairs.len());
-    for (k, v) in pairs {
-        let k = String::from_utf8(k).map_err(|_| CodecError::NotUtf8)?;
-        let v = String::from_utf8(v).map_err(|_| CodecError::NotUtf8)?;
-        map.insert(k, serde_json::Value::String(v));
+/// Bytes a `D` frame's pair takes on the wire besides its key and value (their lengths).
+pub const PAIR_WIRE_BYTES: u64 = 8;
+
+/// Bytes of the JSON string `s` as serde_json writes it (quotes and escapes included).
+fn json_str_len(s: &[u8]) -> usize {
+    2 + s
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// One key or value of a `D` frame's pairs, and the bytes after it.
+fn pair_part(b: &[u8]) -> Result<(&[u8], &[u8]), CodecError> {
+    let cut = || CodecError::Inflate("a frame is cut short".into());
+    let len = u32_at(b.get(..4).ok_or_else(cut)?, 0) as usize;
+    let part = b.get(4..4 + len).ok_or_else(cut)?;
+    Ok((part, &b[4 + len..]))
+}
+
+/// The size of the JSON object that `count` pairs at the start of `pairs` make, and how many
+/// bytes of `pairs` they take; refused past `limit` (JSON bytes) or when a key or value is not
+/// UTF-8. Nothing is allocated: the caller charges the size before [`write_data`] builds it.
+pub fn data_len(pairs: &[u8], count: u32, limit: u64) -> Result<(usize, usize), CodecError> {
+    let (mut json, mut rest) = (2usize, pairs);
+    for i in 0..count {
+        for _ in 0..2 {
+            let (part, after) = pair_part(rest)?;
+            std::str::from_utf8(part).map_err(|_| CodecError::NotUtf8)?;
+            json += json_str_len(part);
+            rest = after;
+        }
+        json += usize::from(i > 0) + 1;
+        if json as u64 > limit {
+            return Err(CodecError::TooLarge {
+                size: json as u64,
+                limit,
+            });
+        }
     }
-    Ok(serde_json::to_vec(&map).expect("a map of strings serialises"))
+    Ok((json, pairs.len() - rest.len()))
+}
+
+/// Appends the JSON object of `count` pairs (checked by [`data_len`]) to `out`, in their
+/// order. A key given twice (no sender does this: the pairs come from a map) is written twice,
+/// and the record's parser takes one of them; keeping a set of keys would cost memory per pair.
+pub fn write_data(pairs: &[u8], count: u32, out: &mut Vec<u8>) {
+    let mut rest = pairs;
+    out.push(b'{');
+    for i in 0..count {
+        let (k, after) = pair_part(rest).expect("checked by data_len");
+        let (v, after) = pair_part(after).expect("checked by data_len");
+        rest = after;
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, as_str(k)).expect("writing to a Vec");
+        out.push(b':');
+        serde_json::to_writer(&mut *out, as_str(v)).expect("writing to a Vec");
+    }
+    out.push(b'}');
+}
+
+fn as_str(b: &[u8]) -> &str {
+    std::str::from_utf8(b).expect("checked by data_len")
+}
+
+/// A frame inside an inflated payload, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inner<'a> {
+    /// A new window of this many events.
+    Window(u32),
+    /// A `J` event: its sequence number and JSON.
+    Json(u32, &'a [u8]),
+    /// A `D` event: its sequence number, its pairs, how many, and the size of their JSON.
+    Data {
+        /// Sequence number.
+        seq: u32,
+        /// The pairs' bytes.
+        pairs: &'a [u8],
+        /// How many pairs.
+        count: u32,
+        /// Bytes of the JSON object they make.
+        json_len: usize,
+    },
+}
+
+/// The frames of an inflated payload, one at a time, without copying them.
+pub struct Cursor<'a> {
+    b: &'a [u8],
+    limit: u64,
+}
+
+impl<'a> Cursor<'a> {
+    /// The frames of `b`; an event over `limit` bytes is refused.
+    pub fn new(b: &'a [u8], limit: u64) -> Self {
+        Self { b, limit }
+    }
+
+    /// The next frame, `None` at the end.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Inner<'a>>, CodecError> {
+        let cut = || CodecError::Inflate("a frame is cut short".into());
+        let b = self.b;
+        if b.is_empty() {
+            return Ok(None);
+        }
+        if b.len() < 2 {
+            return Err(cut());
+        }
+        version(b[0])?;
+        let kind = b[1];
+        let header = header_len(kind)?;
+        let head = b.get(2..2 + header).ok_or_else(cut)?;
+        let rest = &b[2 + header..];
+        let (frame, rest) = match kind {
+            b'W' => (Inner::Window(u32_at(head, 0)), rest),
+            b'J' => {
+                let len = payload_len(kind, head, self.limit)?.expect("J has a length");
+                let json = rest.get(..len).ok_or_else(cut)?;
+                (Inner::Json(u32_at(head, 0), json), &rest[len..])
+            }
+            b'D' => {
+                let (seq, count) = (u32_at(head, 0), u32_at(head, 4));
+                let (json_len, used) = data_len(rest, count, self.limit)?;
+                let pairs = &rest[..used];
+                let frame = Inner::Data {
+                    seq,
+                    pairs,
+                    count,
+                    json_len,
+                };
+                (frame, &rest[used..])
+            }
+            b'C' => return Err(CodecError::Nested),
+            other => return Err(CodecError::FrameType(other)),
+        };
+        self.b = rest;
+        Ok(Some(frame))
+    }
 }
 
 /// Inflates a `C` frame's payload (at most `limit` bytes once inflated) and parses the frames
@@ -118,45 +252,24 @@ pub fn inflate(payload: &[u8], limit: u64) -> Result<Vec<Frame>, CodecError> {
 }
 
 /// Every frame of an inflated payload (or of any buffer holding whole frames).
-pub fn parse_all(mut b: &[u8], limit: u64) -> Result<Vec<Frame>, CodecError> {
-    let cut = || CodecError::Inflate("a frame is cut short".into());
+pub fn parse_all(b: &[u8], limit: u64) -> Result<Vec<Frame>, CodecError> {
+    let mut cursor = Cursor::new(b, limit);
     let mut frames = Vec::new();
-    while !b.is_empty() {
-        if b.len() < 2 {
-            return Err(cut());
-        }
-        version(b[0])?;
-        let kind = b[1];
-        let header = header_len(kind)?;
-        let head = b.get(2..2 + header).ok_or_else(cut)?;
-        b = &b[2 + header..];
-        match kind {
-            b'W' => frames.push(Frame::Window(u32_at(head, 0))),
-            b'J' => {
-                let len = payload_len(kind, head, limit)?.expect("J has a length");
-                let json = b.get(..len).ok_or_else(cut)?;
-                frames.push(Frame::Event(u32_at(head, 0), json.to_vec()));
-                b = &b[len..];
+    while let Some(inner) = cursor.next()? {
+        frames.push(match inner {
+            Inner::Window(n) => Frame::Window(n),
+            Inner::Json(seq, json) => Frame::Event(seq, json.to_vec()),
+            Inner::Data {
+                seq,
+                pairs,
+                count,
+                json_len,
+            } => {
+                let mut json = Vec::with_capacity(json_len);
+                write_data(pairs, count, &mut json);
+                Frame::Event(seq, json)
             }
-            b'D' => {
-                let (seq, count) = (u32_at(head, 0), u32_at(head, 4));
-                let mut pairs = Vec::new();
-                for _ in 0..count {
-                    let mut take = || -> Result<Vec<u8>, CodecError> {
-                        let len = u32_at(b.get(..4).ok_or_else(cut)?, 0) as usize;
-                        let v = b.get(4..4 + len).ok_or_else(cut)?.to_vec();
-                        b = &b[4 + len..];
-                        Ok(v)
-                    };
-                    let k = take()?;
-                    let v = take()?;
-                    pairs.push((k, v));
-                }
-                frames.push(Frame::Event(seq, data_pairs(pairs)?));
-            }
-            b'C' => return Err(CodecError::Nested),
-            other => return Err(CodecError::FrameType(other)),
-        }
+        });
     }
     Ok(frames)
 }
@@ -210,5 +323,46 @@ mod tests {
             Err(CodecError::TooLarge { .. })
         ));
         assert_eq!(ack(b'2', 7), [b'2', b'A', 0, 0, 0, 7]);
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (k, v) in list {
+            for s in [k, v] {
+                b.extend((s.len() as u32).to_be_bytes());
+                b.extend(s.as_bytes());
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn data_pairs_make_the_json_a_map_of_strings_would_and_cost_what_they_make() {
+        let list = [
+            ("message", "a \"quoted\"\n\u{1}line"),
+            ("host", "ws-01"),
+            ("", ""),
+        ];
+        let b = pairs(&list);
+        let (len, used) = data_len(&b, 3, 1 << 20).unwrap();
+        assert_eq!(used, b.len());
+        let mut out = Vec::new();
+        write_data(&b, 3, &mut out);
+        let map: serde_json::Map<String, serde_json::Value> = list
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
+        assert_eq!(out, serde_json::to_vec(&map).unwrap());
+        assert_eq!(out.len(), len);
+        // Zero-length pairs cost their JSON against the limit: four billion are refused early.
+        let zeros = vec![0u8; 8 * 1000];
+        assert!(matches!(
+            data_len(&zeros, u32::MAX, 4096),
+            Err(CodecError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            data_len(&pairs(&[("k", "\u{0}")])[..5], 1, 4096),
+            Err(CodecError::Inflate(_))
+        ));
     }
 }

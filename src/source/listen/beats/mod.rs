@@ -13,17 +13,23 @@
 //! sender sends it again; a connection that dies before its ACK gets none, and the same
 //! happens. Resent events find their documents by their stable ids.
 
+mod acker;
 pub mod codec;
+mod events;
+
+use acker::Acker;
 
 use super::{Bound, Served, Stream};
-use crate::ack::{InOrder, Joint, Settle, Settled};
+use crate::ack::{Joint, Settle, Settled};
 use crate::chunk::{Identity, RawChunk};
-use codec::{CodecError, Frame};
+use crate::common::budget::Refused;
+use crate::common::Charge;
+use codec::CodecError;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, BufReader, ReadHalf};
 use tokio::sync::mpsc;
 
 /// Serves Beats connections until the run stops.
@@ -80,21 +86,36 @@ enum End {
     Io(std::io::Error),
     /// What came is no Lumberjack, or too large.
     Codec(CodecError),
-    /// Nothing came for the idle timeout.
+    /// Nothing came for the idle timeout while evtship waited on the sender.
     Idle,
+    /// A frame was begun and not finished within the read timeout.
+    ReadTimeout,
+    /// The memory budget stayed spent while a frame was half read.
+    Memory(Refused),
 }
+
+/// Bytes of memory a record's entry in a chunk takes besides its bytes.
+const LINE_BYTES: usize = std::mem::size_of::<crate::chunk::RawLine>();
+/// A compressed frame is inflated this many bytes at a time, each charged before it is.
+const INFLATE_STEP: usize = 256 << 10;
 
 struct Connection {
     served: Served,
     limits: super::settings::Limits,
     origin: Arc<str>,
-    /// Windows handed over and not ACKed yet.
+    /// Windows received whole, handed over and not ACKed yet.
     pending: Arc<AtomicUsize>,
     to_acker: mpsc::UnboundedSender<WindowSettled>,
     version: u8,
     next_ordinal: u64,
     /// The window being received.
     window: Option<Window>,
+    /// What this connection holds of the memory budget: the part of the window being
+    /// received (`part_bytes` of it) and the frame being read.
+    charge: Charge,
+    part_bytes: usize,
+    /// Set once the run is stopping.
+    stop: super::Intake,
 }
 
 async fn connection(
@@ -121,6 +142,8 @@ async fn connection(
     });
     let mut conn = Connection {
         origin: Arc::from(format!("{} from {peer}", served.label)),
+        charge: served.budget.charge(),
+        stop: served.intake.clone(),
         served,
         limits,
         pending,
@@ -128,9 +151,10 @@ async fn connection(
         version: b'2',
         next_ordinal: 0,
         window: None,
+        part_bytes: 0,
     };
     let end = tokio::select! {
-        end = conn.read(BufReader::with_capacity(64 << 10, rd), &version) => end,
+        end = conn.read(BufReader::with_capacity(16 << 10, rd), &version) => end,
         _ = &mut acker_done => End::Done,
     };
     conn.report(&end, peer);
@@ -140,70 +164,168 @@ async fn connection(
     let _ = tokio::time::timeout(grace, acking).await;
 }
 
+type Reader = BufReader<ReadHalf<Box<dyn Stream>>>;
+
 impl Connection {
     fn report(&self, end: &End, peer: SocketAddr) {
         let label = &self.served.label;
+        let counters = &self.served.counters;
         match end {
             End::Done => tracing::debug!("{label}: {peer}: closed"),
             End::Io(e) => tracing::debug!("{label}: {peer}: {e}"),
             End::Idle => {
-                self.served.counters.refused("idle");
-                tracing::info!(
-                    "{label}: {peer}: nothing sent for {} s; closed",
-                    self.limits.idle_timeout_seconds
-                );
+                let waiting = match &self.window {
+                    Some(w) => format!(
+                        "{} of the {} events of its window came, then nothing",
+                        w.received, w.expected
+                    ),
+                    None => "nothing sent".to_owned(),
+                };
+                counters.refuse("idle", || {
+                    format!(
+                        "{label}: {peer}: {waiting} for {} s; closed",
+                        self.limits.idle_timeout_seconds
+                    )
+                });
             }
+            End::ReadTimeout => counters.refuse("read_timeout", || {
+                format!(
+                    "{label}: {peer}: a frame was not sent whole within {} s \
+                     (read_timeout_seconds); closed",
+                    self.limits.read_timeout_seconds
+                )
+            }),
+            End::Memory(e) => counters.refuse("memory", || {
+                format!("{label}: {peer}: {e} while a frame was half read; closed")
+            }),
             End::Codec(e) => {
                 let cause = match e {
                     CodecError::TooLarge { .. } => "frame_too_large",
                     _ => "protocol",
                 };
-                self.served.counters.refused(cause);
-                tracing::warn!("{label}: {peer}: {e}; this connection is closed");
+                counters.refuse(cause, || {
+                    format!("{label}: {peer}: {e}; this connection is closed")
+                });
             }
         }
+    }
+
+    /// Whether evtship waits on the engine rather than on the sender: windows were received
+    /// whole and wait for their ACK, and none is being received.
+    fn waits_on_engine(&self) -> bool {
+        self.window.is_none() && self.pending.load(Relaxed) > 0
     }
 
     /// Reads windows until the sender closes, the run stops, or something is wrong.
-    async fn read(
-        &mut self,
-        mut r: BufReader<ReadHalf<Box<dyn Stream>>>,
-        version: &std::sync::atomic::AtomicU8,
-    ) -> End {
-        let mut stop = self.served.intake.clone();
+    async fn read(&mut self, mut r: Reader, version: &std::sync::atomic::AtomicU8) -> End {
+        let mut stop = self.stop.clone();
         loop {
+            // Between frames, the idle timeout runs whenever evtship waits on the sender.
             let idle = self.limits.idle_timeout();
-            let waiting = self.pending.load(Relaxed) > 0 || self.window.is_some();
-            let frame = tokio::select! {
-                f = read_frame(&mut r, self.limits.max_frame_bytes as u64) => f,
-                () = tokio::time::sleep(idle), if !waiting => return End::Idle,
+            let mut head = [0u8; 2];
+            let started = tokio::select! {
+                r = r.read_exact(&mut head) => r,
+                () = tokio::time::sleep(idle), if !self.waits_on_engine() => return End::Idle,
                 () = stop.stopped() => return End::Done,
             };
-            let (v, frame) = match frame {
-                Ok(Some(f)) => f,
-                Ok(None) => return End::Done,
-                Err(end) => return end,
+            match started {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return End::Done,
+                Err(e) => return End::Io(e),
+            }
+            let v = match codec::version(head[0]) {
+                Ok(v) => v,
+                Err(e) => return End::Codec(e),
             };
             self.version = v;
             version.store(v, Relaxed);
-            if let Err(end) = self.take(frame).await {
+            // Once begun, a frame must come whole within the read timeout, whatever else.
+            let mut reading = FrameRead {
+                r: &mut r,
+                deadline: tokio::time::Instant::now() + self.limits.read_timeout(),
+            };
+            if let Err(end) = self.frame(&mut reading, head[1]).await {
                 return end;
+            }
+            self.charge.shrink_to(self.part_bytes);
+        }
+    }
+
+    /// One frame after its version byte.
+    async fn frame(&mut self, r: &mut FrameRead<'_>, kind: u8) -> Result<(), End> {
+        let mut header = [0u8; 8];
+        let header = &mut header[..codec::header_len(kind).map_err(End::Codec)?];
+        self.read_exact(r, header).await?;
+        let limit = self.limits.max_frame_bytes as u64;
+        match kind {
+            b'W' => self.open_window(u32_at(header, 0)).await,
+            b'J' => {
+                let len = codec::payload_len(kind, header, limit)
+                    .map_err(End::Codec)?
+                    .expect("J has a length");
+                self.json_event(r, len).await
+            }
+            b'D' => self.data_event(r, u32_at(header, 4)).await,
+            _ => {
+                let len = codec::payload_len(kind, header, limit)
+                    .map_err(End::Codec)?
+                    .expect("C has a length");
+                self.compressed(r, len).await
             }
         }
     }
 
-    /// One frame (a compressed one holds several).
-    async fn take(&mut self, frame: Frame) -> Result<(), End> {
-        match frame {
-            Frame::Window(n) => self.open_window(n).await,
-            Frame::Event(_, json) => self.event(json).await,
-            Frame::Compressed(frames) => {
-                for f in frames {
-                    Box::pin(self.take(f)).await?;
+    /// Reads `buf` whole within the frame's deadline (and until the run stops).
+    async fn read_exact(&mut self, r: &mut FrameRead<'_>, buf: &mut [u8]) -> Result<(), End> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            got = tokio::time::timeout_at(r.deadline, r.r.read_exact(buf)) => match got {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(End::Io(e)),
+                Err(_) => Err(End::ReadTimeout),
+            },
+            () = stop.stopped() => Err(End::Done),
+        }
+    }
+
+    /// Charges `bytes` more to the budget before they are allocated. When the budget is
+    /// spent, the part of the window received so far goes into the pipeline first (so that
+    /// the connection waits holding as little as it can), then the connection waits: without
+    /// limit between frames (TCP pushes back on the sender), at most the read timeout inside
+    /// one (then it is closed, and what it held is given back). The wait does not count
+    /// against the frame's deadline: the sender is not the one who is slow.
+    async fn reserve(&mut self, r: Option<&mut FrameRead<'_>>, bytes: usize) -> Result<(), End> {
+        if self.charge.try_grow(bytes).map_err(too_large)? {
+            return Ok(());
+        }
+        self.hand_over().await?;
+        let waited = tokio::time::Instant::now();
+        let mut stop = self.stop.clone();
+        let within = self.limits.read_timeout();
+        let inside_a_frame = self.charge.bytes() > 0;
+        let patience = inside_a_frame.then_some(within);
+        let got = tokio::select! {
+            got = self.charge.grow_waiting(bytes, patience) => got,
+            () = stop.stopped() => return Err(End::Done),
+        };
+        match got {
+            Ok(()) => {
+                if let Some(r) = r {
+                    r.deadline += waited.elapsed();
                 }
                 Ok(())
             }
+            Err(e @ Refused::TooLarge { .. }) => Err(too_large(e)),
+            Err(e) => Err(End::Memory(e)),
         }
+    }
+
+    /// The window being received, opened for one event if none was announced (old senders).
+    async fn window(&mut self) -> Result<&mut Window, End> {
+        if self.window.is_none() {
+            self.open_window(1).await?;
+        }
+        Ok(self.window.as_mut().expect("a window is open"))
     }
 
     async fn open_window(&mut self, n: u32) -> Result<(), End> {
@@ -226,28 +348,28 @@ impl Connection {
                 })),
             });
             self.next_ordinal += 1;
-            self.pending.fetch_add(1, Relaxed);
             self.served.counters.windows.fetch_add(1, Relaxed);
         }
         Ok(())
     }
 
     fn new_part(&self) -> RawChunk {
-        let mut chunk = RawChunk::new(self.served.input, &self.origin);
+        let mut chunk = RawChunk::growing(self.served.input, &self.origin);
         chunk.identity = Identity::Content;
         chunk
     }
 
-    async fn event(&mut self, json: Vec<u8>) -> Result<(), End> {
-        let Some(w) = self.window.as_mut() else {
-            // Events without a window (old senders): a window of one each.
-            self.open_window(1).await?;
-            return Box::pin(self.event(json)).await;
-        };
+    /// An event's bytes were written into the part from `start`: it is a record of the
+    /// window, which is handed over when whole (or its part when full).
+    async fn event_written(&mut self, start: usize) -> Result<(), End> {
+        let w = self.window.as_mut().expect("a window is open");
         w.received += 1;
-        let number = u64::from(w.received);
-        w.part
-            .push_record(number, |buf| buf.extend_from_slice(&json));
+        let end = w.part.buf.len();
+        w.part.lines.push(crate::chunk::RawLine {
+            number: u64::from(w.received),
+            range: start..end,
+            cut: None,
+        });
         if w.received >= w.expected {
             self.close_window().await
         } else if w.part.is_full() {
@@ -257,19 +379,28 @@ impl Connection {
         }
     }
 
+    /// The part of the window being received, with the budget's bytes it holds, ready to go.
+    fn ready_part(&mut self, part: &mut RawChunk, joint: &Joint) {
+        part.ack = joint.part(part.lines.len());
+        part.charge = Some(self.charge.split(std::mem::take(&mut self.part_bytes)));
+    }
+
     /// Hands over the rest of the window being received; its ACK follows once all is settled.
     async fn close_window(&mut self) -> Result<(), End> {
         let Some(w) = self.window.take() else {
             return Ok(());
         };
-        let Window { part, joint, .. } = w;
+        let Window {
+            mut part, joint, ..
+        } = w;
         let sent = if part.lines.is_empty() {
             true
         } else {
-            let mut part = part;
-            part.ack = joint.part(part.lines.len());
+            self.ready_part(&mut part, &joint);
             self.served.intake.send(part).await
         };
+        // Received whole: from now on evtship waits on the engine for it (keep-alives).
+        self.pending.fetch_add(1, Relaxed);
         joint.close();
         if sent {
             Ok(())
@@ -284,8 +415,13 @@ impl Connection {
         let Some(w) = self.window.as_mut() else {
             return Ok(());
         };
+        if w.part.lines.is_empty() {
+            return Ok(());
+        }
         let mut part = std::mem::replace(&mut w.part, fresh);
-        part.ack = w.joint.part(part.lines.len());
+        let joint = self.window.take().expect("a window is open");
+        self.ready_part(&mut part, &joint.joint);
+        self.window = Some(joint);
         if !self.served.intake.send(part).await {
             return Err(End::Done);
         }
@@ -293,121 +429,20 @@ impl Connection {
     }
 }
 
-/// Reads one frame: its version and what it was; `None` at the end of the stream.
-async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    limit: u64,
-) -> Result<Option<(u8, Frame)>, End> {
-    let mut head = [0u8; 2];
-    match r.read_exact(&mut head).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(End::Io(e)),
-    }
-    let version = codec::version(head[0]).map_err(End::Codec)?;
-    let kind = head[1];
-    let mut header = vec![0u8; codec::header_len(kind).map_err(End::Codec)?];
-    r.read_exact(&mut header).await.map_err(End::Io)?;
-    let frame = match kind {
-        b'W' => Frame::Window(u32::from_be_bytes(header[..4].try_into().expect("4"))),
-        b'J' | b'C' => {
-            let len = codec::payload_len(kind, &header, limit)
-                .map_err(End::Codec)?
-                .expect("a length");
-            let mut payload = vec![0u8; len];
-            r.read_exact(&mut payload).await.map_err(End::Io)?;
-            if kind == b'J' {
-                Frame::Event(
-                    u32::from_be_bytes(header[..4].try_into().expect("4")),
-                    payload,
-                )
-            } else {
-                Frame::Compressed(codec::inflate(&payload, limit).map_err(End::Codec)?)
-            }
-        }
-        _ => read_data_frame(r, &header, limit).await?,
+/// A frame being read: the connection's reader and when the frame must be whole.
+struct FrameRead<'a> {
+    r: &'a mut Reader,
+    deadline: tokio::time::Instant,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("four bytes"))
+}
+
+fn too_large(e: Refused) -> End {
+    let (size, limit) = match e {
+        Refused::TooLarge { wanted, total } => (wanted as u64, total as u64),
+        Refused::Spent { total } => (total as u64, total as u64),
     };
-    Ok(Some((version, frame)))
-}
-
-/// A legacy `D` frame: its key/value pairs, read pair by pair within `limit`.
-async fn read_data_frame<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    header: &[u8],
-    limit: u64,
-) -> Result<Frame, End> {
-    let seq = u32::from_be_bytes(header[..4].try_into().expect("4"));
-    let count = u32::from_be_bytes(header[4..8].try_into().expect("4"));
-    let mut total = 0u64;
-    let mut pairs = Vec::new();
-    for _ in 0..count {
-        let mut pair = [Vec::new(), Vec::new()];
-        for part in &mut pair {
-            let len = r.read_u32().await.map_err(End::Io)? as u64;
-            total += len;
-            if total > limit {
-                return Err(End::Codec(CodecError::TooLarge { size: total, limit }));
-            }
-            *part = vec![0u8; len as usize];
-            r.read_exact(part).await.map_err(End::Io)?;
-        }
-        let [k, v] = pair;
-        pairs.push((k, v));
-    }
-    let json = codec::data_pairs(pairs).map_err(End::Codec)?;
-    Ok(Frame::Event(seq, json))
-}
-
-/// Writes a connection's ACKs, window after window, as they settle, and keep-alives while
-/// windows wait.
-struct Acker {
-    writer: WriteHalf<Box<dyn Stream>>,
-    keepalive: Duration,
-    pending: Arc<AtomicUsize>,
-    served: Served,
-    version: Arc<std::sync::atomic::AtomicU8>,
-}
-
-impl Acker {
-    async fn run(mut self, mut settled: mpsc::UnboundedReceiver<WindowSettled>) {
-        let mut order: InOrder<(u32, bool)> = InOrder::default();
-        loop {
-            let got = tokio::select! {
-                got = settled.recv() => got,
-                () = tokio::time::sleep(self.keepalive) => {
-                    // Windows handed over and waiting for the engine: tell the sender.
-                    if self.pending.load(Relaxed) > 0 {
-                        if self.write(0).await.is_err() {
-                            return;
-                        }
-                        self.served.counters.keepalives.fetch_add(1, Relaxed);
-                    }
-                    continue;
-                }
-            };
-            let Some(w) = got else { return };
-            for (count, delivered) in order.settle(w.ordinal, (w.count, w.delivered)) {
-                self.pending.fetch_sub(1, Relaxed);
-                if !delivered {
-                    tracing::warn!(
-                        "{}: a window held records that could not be delivered; closing the \
-                         connection so that the sender sends it again",
-                        self.served.label
-                    );
-                    let _ = self.writer.shutdown().await;
-                    return;
-                }
-                if self.write(count).await.is_err() {
-                    return;
-                }
-                self.served.counters.acks.fetch_add(1, Relaxed);
-            }
-        }
-    }
-
-    async fn write(&mut self, seq: u32) -> std::io::Result<()> {
-        let ack = codec::ack(self.version.load(Relaxed), seq);
-        self.writer.write_all(&ack).await?;
-        self.writer.flush().await
-    }
+    End::Codec(CodecError::TooLarge { size, limit })
 }

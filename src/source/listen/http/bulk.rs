@@ -201,7 +201,8 @@ pub(super) async fn handle(
     body: &[u8],
 ) -> Answer {
     let started = Instant::now();
-    let mut chunk = RawChunk::new(site.served.input, origin);
+    let mut chunk = RawChunk::growing(site.served.input, origin);
+    chunk.buf.reserve(body.len());
     chunk.identity = Identity::Content;
     let items = match parse(
         site.index,

@@ -58,6 +58,20 @@ pub fn unauthorized() -> Answer {
     answer
 }
 
+/// `status` with `Retry-After: seconds`: come back later.
+pub fn retry_later(status: StatusCode, reason: &str, seconds: u32) -> Answer {
+    let mut answer = json(
+        status,
+        json!({"error": {"type": "es_rejected_execution_exception", "reason": reason},
+            "status": status.as_u16()}),
+    );
+    answer.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from(seconds),
+    );
+    answer
+}
+
 /// 429 with `Retry-After` (queues full), or 503 (the run is ending).
 pub fn busy(why: Busy) -> Answer {
     let (status, reason) = match why {

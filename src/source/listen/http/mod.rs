@@ -20,8 +20,10 @@ use super::settings::{IndexMode, Limits, ListenAuth};
 use super::{Bound, Served, Stream};
 use crate::ack::{Ack, Settle, Settled};
 use crate::chunk::{Identity, RawChunk};
+use crate::common::budget::Refused;
+use crate::common::Charge;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
@@ -81,13 +83,19 @@ async fn connection(stream: Box<dyn Stream>, peer: SocketAddr, served: Served, s
 
 /// Answers one request.
 async fn handle(site: &Site, peer: SocketAddr, req: Request<Incoming>) -> Answer {
+    let counters = &site.served.counters;
     if let Some(auth) = &site.auth {
         let given = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if !auth::allows(auth, given) {
-            site.served.counters.refused("auth");
+            counters.refuse("auth", || {
+                format!(
+                    "{}: {peer}: refused, missing or wrong credentials",
+                    site.served.label
+                )
+            });
             return es::unauthorized();
         }
     }
@@ -99,10 +107,20 @@ async fn handle(site: &Site, peer: SocketAddr, req: Request<Incoming>) -> Answer
     if !(method == Method::POST || method == Method::PUT) {
         return es::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", &path);
     }
-    let body = match read_body(site, req).await {
+    if !site.served.intake.stats.engine.is_reached() {
+        counters.refused("engine_unreachable");
+        return es::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "evtship has not reached its engine yet; send again later",
+            5,
+        );
+    }
+    let (body, _charge) = match read_body(site, peer, req).await {
         Ok(b) => b,
         Err(answer) => return answer,
     };
+    // The charge is held until the answer: the body, and the records made of it, are what
+    // this request holds of the memory budget until the engine answered for them.
     let origin: Arc<str> = Arc::from(format!("{} {path} from {peer}", site.served.label));
     match bulk_index {
         Some(index) => bulk::handle(site, &origin, index, &body).await,
@@ -110,47 +128,193 @@ async fn handle(site: &Site, peer: SocketAddr, req: Request<Incoming>) -> Answer
     }
 }
 
-/// The request body, gunzipped when it says so, within the listener's limit.
-async fn read_body(site: &Site, req: Request<Incoming>) -> Result<Bytes, Answer> {
+/// How long a request waits for the memory budget before it is answered `429`.
+const BUDGET_PATIENCE: Duration = Duration::from_secs(1);
+/// Memory a line of a body costs once parsed, besides its bytes (its entry in the chunk, and
+/// for `_bulk` its item).
+const LINE_COST: usize = 128;
+/// A gzip body is inflated this many bytes at a time, each charged before it is.
+const INFLATE_STEP: usize = 256 << 10;
+
+/// Why a body was not read whole.
+enum BodyRefusal {
+    TooLarge,
+    Budget(Refused),
+    Timeout,
+    /// The client (or the run's stop) ended the connection before the body was whole.
+    Cut(String),
+    /// A gzip body that does not gunzip.
+    Gzip(String),
+}
+
+/// The request body, gunzipped when it says so, within the listener's limit, its read
+/// timeout, and the memory budget (which it is charged to: its bytes twice, since the
+/// records made of it are as large, and a cost per line).
+async fn read_body(
+    site: &Site,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<(Bytes, Charge), Answer> {
     let limit = site.limits.max_frame_bytes;
     let gzip = req
         .headers()
         .get(hyper::header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let too_large = || {
-        site.served.counters.refused("body_too_large");
-        es::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is larger than {limit} bytes (max_frame_bytes)"),
-            "",
-        )
+    let mut charge = site.served.budget.charge();
+    let read = tokio::time::timeout(
+        site.limits.read_timeout(),
+        collect(req.into_body(), limit, gzip, &mut charge),
+    )
+    .await
+    .unwrap_or(Err(BodyRefusal::Timeout));
+    let body = match read {
+        Ok(body) => body,
+        Err(why) => return Err(refusal(site, peer, why)),
     };
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Err(too_large()),
+    let body = if gzip {
+        gunzip(&body, limit, &mut charge)
+            .await
+            .map_err(|why| refusal(site, peer, why))?
+    } else {
+        body
     };
-    if !gzip {
-        return Ok(body);
+    let lines = memchr::memchr_iter(b'\n', &body).count() + 1;
+    charge
+        .grow_within(lines * LINE_COST, BUDGET_PATIENCE)
+        .await
+        .map_err(|e| refusal(site, peer, BodyRefusal::Budget(e)))?;
+    Ok((body, charge))
+}
+
+/// Reads the body's frames, charging each before it is kept (twice, unless it is gzip:
+/// then the inflated bytes are charged twice as they come).
+async fn collect(
+    mut body: Incoming,
+    limit: usize,
+    gzip: bool,
+    charge: &mut Charge,
+) -> Result<Bytes, BodyRefusal> {
+    use hyper::body::Body as _;
+    let factor = if gzip { 1 } else { 2 };
+    let hint = body.size_hint().exact().map(|n| n as usize);
+    if hint.is_some_and(|n| n > limit) {
+        return Err(BodyRefusal::TooLarge);
     }
+    if let Some(n) = hint {
+        charge
+            .grow_within(n * factor, BUDGET_PATIENCE)
+            .await
+            .map_err(BodyRefusal::Budget)?;
+    }
+    let mut out = bytes::BytesMut::with_capacity(hint.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyRefusal::Cut(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > limit {
+            return Err(BodyRefusal::TooLarge);
+        }
+        if hint.is_none() {
+            charge
+                .grow_within(data.len() * factor, BUDGET_PATIENCE)
+                .await
+                .map_err(BodyRefusal::Budget)?;
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
+}
+
+/// Inflates a gzip body step by step, each step charged before it is taken.
+async fn gunzip(body: &[u8], limit: usize, charge: &mut Charge) -> Result<Bytes, BodyRefusal> {
     use std::io::Read;
-    let mut out = Vec::with_capacity(body.len() * 4);
-    let mut z = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
-    if let Err(e) = z.read_to_end(&mut out) {
-        return Err(es::error(
-            StatusCode::BAD_REQUEST,
-            &format!("Content-Encoding gzip, but the body does not gunzip: {e}"),
-            "",
-        ));
+    let mut z = flate2::read::GzDecoder::new(body);
+    let mut out = Vec::new();
+    loop {
+        charge
+            .grow_within(2 * INFLATE_STEP, BUDGET_PATIENCE)
+            .await
+            .map_err(BodyRefusal::Budget)?;
+        let start = out.len();
+        out.resize(start + INFLATE_STEP, 0);
+        let n = z.read(&mut out[start..]).map_err(|e| {
+            BodyRefusal::Gzip(format!(
+                "Content-Encoding gzip, but the body does not gunzip: {e}"
+            ))
+        })?;
+        out.truncate(start + n);
+        if out.len() > limit {
+            return Err(BodyRefusal::TooLarge);
+        }
+        if n == 0 {
+            break;
+        }
     }
-    if out.len() > limit {
-        return Err(too_large());
-    }
+    charge.shrink_to(2 * out.len() + body.len());
     Ok(Bytes::from(out))
+}
+
+/// The answer to a body not read whole, counted under its cause.
+fn refusal(site: &Site, peer: SocketAddr, why: BodyRefusal) -> Answer {
+    let (limit, label) = (site.limits.max_frame_bytes, &site.served.label);
+    let counters = &site.served.counters;
+    match why {
+        BodyRefusal::TooLarge => {
+            counters.refused("body_too_large");
+            es::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is larger than {limit} bytes (max_frame_bytes)"),
+                "",
+            )
+        }
+        BodyRefusal::Budget(e @ Refused::TooLarge { .. }) => {
+            counters.refused("body_too_large");
+            es::error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), "")
+        }
+        BodyRefusal::Budget(e) => {
+            counters.refuse("memory", || format!("{label}: {peer}: 429: {e}"));
+            es::retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "evtship holds as much as its memory budget allows; send again in a moment",
+                1,
+            )
+        }
+        BodyRefusal::Timeout => {
+            counters.refuse("read_timeout", || {
+                format!(
+                    "{label}: {peer}: the body did not come whole within {} s \
+                     (read_timeout_seconds); closed",
+                    site.limits.read_timeout_seconds
+                )
+            });
+            let mut answer = es::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not come whole within the read timeout",
+                "",
+            );
+            answer.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            answer
+        }
+        BodyRefusal::Cut(e) => {
+            counters.refused("body_cut");
+            tracing::debug!("{label}: {peer}: the body was cut short: {e}");
+            es::error(StatusCode::BAD_REQUEST, "the body was cut short", "")
+        }
+        BodyRefusal::Gzip(e) => {
+            counters.refused("bad_body");
+            es::error(StatusCode::BAD_REQUEST, &e, "")
+        }
+    }
 }
 
 /// NDJSON or a JSON array of objects, posted to any other path.
 async fn records(site: &Site, origin: &Arc<str>, body: &[u8]) -> Answer {
-    let mut chunk = RawChunk::new(site.served.input, origin);
+    let mut chunk = RawChunk::growing(site.served.input, origin);
+    chunk.buf.reserve(body.len());
     chunk.identity = Identity::Content;
     if let Err(problem) = bulk::push_records(&mut chunk, body) {
         site.served.counters.refused("bad_body");

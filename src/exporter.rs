@@ -322,13 +322,21 @@ async fn metrics(State(e): State<Arc<Exported>>) -> impl IntoResponse {
     )
 }
 
-/// 200 while the process runs; the body says `ok`, or `degraded` while `_bulk` requests find no
-/// engine (restarting evtship would not help then, so the status stays 200).
+/// 200 while the process runs; the body says `ok`, `starting` until the engine first answered
+/// (listeners accept meanwhile), or `degraded` while `_bulk` requests find no engine
+/// (restarting evtship would not help then, so the status stays 200).
 async fn health(State(e): State<Arc<Exported>>) -> impl IntoResponse {
     let stats = &e.acct.stats;
     let failures = stats.engine_failures.load(Relaxed);
+    let reached = stats.engine.is_reached();
+    let status = match (reached, failures) {
+        (false, _) => "starting",
+        (true, 0) => "ok",
+        _ => "degraded",
+    };
     let body = serde_json::json!({
-        "status": if failures == 0 { "ok" } else { "degraded" },
+        "status": status,
+        "engine_reached": reached,
         "engine_failures_in_a_row": failures,
         "uptime_seconds": stats.elapsed().as_secs(),
         "events_read": stats.summary().events_read,

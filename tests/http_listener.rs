@@ -8,7 +8,6 @@ use common::listen::*;
 use common::*;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn http_table(port: u16, extra: &str) -> String {
@@ -206,26 +205,6 @@ fn bulk_items_get_the_statuses_the_engine_gives_for_the_same_body() {
 }
 
 /// Filebeat 7.17 reading a real NXLog export, sending with `output` (YAML).
-fn filebeat(dir: &std::path::Path, name: &str, input: &std::path::Path, output: &str) -> Command {
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    let config = home.join("filebeat.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "filebeat.inputs:\n- type: log\n  paths: [\"{}\"]\n  json.keys_under_root: true\n  json.overwrite_keys: true\n  json.add_error_key: true\n{output}\npath.home: {h}\npath.data: {h}/data\npath.logs: {h}/logs\nlogging.level: info\nlogging.to_files: false\nlogging.to_stderr: true\nfilebeat.registry.flush: 1s\n",
-            input.display(),
-            h = home.display()
-        ),
-    )
-    .unwrap();
-    let mut c = Command::new(tool("filebeat"));
-    c.args(["-e", "--strict.perms=false", "-c", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(home.join("filebeat.stderr")).unwrap());
-    c
-}
-
 fn wait_exactly(index: &TestIndex, n: u64, limit: Duration, why: impl Fn() -> String) {
     index.wait_for(n, limit, &why);
     // Nothing more arrives.

@@ -12,7 +12,6 @@ use serde_json::json;
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn table(uri: &str, extra: &str) -> String {
@@ -25,12 +24,9 @@ fn spooled(l: &Listening, uri: &str) -> u64 {
     ))
 }
 
+/// Waits for `done`, failing with evtship's log.
 fn wait_until(what: &str, limit: Duration, l: &Listening, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: {}", l.stderr());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait::until(what, limit, done, || l.stderr());
 }
 
 /// Documents of one host (0 while the index does not exist yet).
@@ -66,34 +62,6 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// rsyslogd in the foreground with `conf`, killed when dropped.
-struct Rsyslog(Child);
-
-impl Rsyslog {
-    fn start(dir: &Path, conf: &str) -> Self {
-        let path = dir.join("rsyslog.conf");
-        std::fs::create_dir_all(dir.join("rsyslog-work")).unwrap();
-        std::fs::write(&path, conf).unwrap();
-        let child = Command::new(tool("rsyslog/rsyslogd"))
-            .args(["-n", "-f"])
-            .arg(&path)
-            .arg("-i")
-            .arg(dir.join("rsyslog.pid"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("rsyslog.stderr")).unwrap())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn line(n: u64) -> String {
     format!(
@@ -59,26 +59,23 @@ fn wait_for(index: &TestIndex, n: u64, limit: Duration, dir: &Path) -> Duration 
     wait_until(|| index.count_so_far(), n, limit, dir)
 }
 
-/// Waits until `count()` says `n`.
+/// Waits until `count()` says `n` (never more); returns how long that took.
 fn wait_until(count: impl Fn() -> u64, n: u64, limit: Duration, dir: &Path) -> Duration {
-    let started = Instant::now();
-    loop {
-        let c = count();
-        if c == n {
-            return started.elapsed();
-        }
-        assert!(
-            c < n,
-            "more documents than lines written: {c} > {n}\n{}",
-            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-        );
-        assert!(
-            started.elapsed() < limit,
-            "{c} of {n} documents after {limit:?}\n{}",
-            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let log = || std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+    common::wait::until(
+        &format!("{n} documents"),
+        limit,
+        || {
+            let c = count();
+            assert!(
+                c <= n,
+                "more documents than lines written: {c} > {n}\n{}",
+                log()
+            );
+            c == n
+        },
+        || format!("{} documents\n{}", count(), log()),
+    )
 }
 
 #[test]

@@ -78,6 +78,11 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// The size of the budget it is part of.
+    pub fn budget_total(&self) -> usize {
+        self.budget.total
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.held

@@ -235,3 +235,59 @@ pub fn pki(dir: &Path) {
     std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
     std::fs::write(dir.join("other-ca.pem"), other.pem()).unwrap();
 }
+
+/// rsyslogd in the foreground with `conf`, killed when dropped.
+pub struct Rsyslog(Child);
+
+impl Rsyslog {
+    /// Starts it with `conf` written into `dir`.
+    pub fn start(dir: &Path, conf: &str) -> Self {
+        let path = dir.join("rsyslog.conf");
+        std::fs::create_dir_all(dir.join("rsyslog-work")).unwrap();
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new(tool("rsyslog/rsyslogd"))
+            .args(["-n", "-f"])
+            .arg(&path)
+            .arg("-i")
+            .arg(dir.join("rsyslog.pid"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("rsyslog.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Filebeat (built by `scripts/build-clients`) reading `input` (JSON lines) with the
+/// `output` section given, its home in `dir/name`.
+pub fn filebeat(
+    dir: &std::path::Path,
+    name: &str,
+    input: &std::path::Path,
+    output: &str,
+) -> Command {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("filebeat.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "filebeat.inputs:\n- type: log\n  paths: [\"{}\"]\n  json.keys_under_root: true\n  json.overwrite_keys: true\n  json.add_error_key: true\n{output}\npath.home: {h}\npath.data: {h}/data\npath.logs: {h}/logs\nlogging.level: info\nlogging.to_files: false\nlogging.to_stderr: true\nfilebeat.registry.flush: 1s\n",
+            input.display(),
+            h = home.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new(tool("filebeat"));
+    c.args(["-e", "--strict.perms=false", "-c", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(home.join("filebeat.stderr")).unwrap());
+    c
+}

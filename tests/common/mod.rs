@@ -10,6 +10,7 @@ pub mod listen;
 pub mod proxy;
 pub mod recorder;
 pub mod tls;
+pub mod wait;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -107,7 +107,7 @@ async fn handle(site: &Site, peer: SocketAddr, req: Request<Incoming>) -> Answer
     if !(method == Method::POST || method == Method::PUT) {
         return es::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", &path);
     }
-    if !site.served.intake.stats.engine.is_reached() {
+    if !engine_reached(site).await {
         counters.refused("engine_unreachable");
         return es::retry_later(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -128,13 +128,41 @@ async fn handle(site: &Site, peer: SocketAddr, req: Request<Incoming>) -> Answer
     }
 }
 
-/// How long a request waits for the memory budget before it is answered `429`.
-const BUDGET_PATIENCE: Duration = Duration::from_secs(1);
 /// Memory a line of a body costs once parsed, besides its bytes (its entry in the chunk, and
 /// for `_bulk` its item).
 const LINE_COST: usize = 128;
 /// A gzip body is inflated this many bytes at a time, each charged before it is.
 const INFLATE_STEP: usize = 256 << 10;
+
+/// How long a request waits for the engine to be reached before it is answered `503` (the
+/// listeners start before the engine answers; this covers the first moments of a run).
+const ENGINE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Whether the run has reached its engine, waiting a little for it.
+async fn engine_reached(site: &Site) -> bool {
+    let engine = &site.served.intake.stats.engine;
+    let deadline = tokio::time::Instant::now() + ENGINE_PATIENCE;
+    while !engine.is_reached() {
+        if tokio::time::Instant::now() >= deadline || site.served.intake.stopping() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// Charges `bytes` to a request's charge if the budget has them now. A request never waits
+/// for the budget: it is answered `429` at once, so that a small request is never queued
+/// behind a large one that waits (the budget's queue is first come, first served).
+fn admit(charge: &mut Charge, bytes: usize) -> Result<(), BodyRefusal> {
+    match charge.try_grow(bytes) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(BodyRefusal::Budget(Refused::Spent {
+            total: charge.budget_total(),
+        })),
+        Err(e) => Err(BodyRefusal::Budget(e)),
+    }
+}
 
 /// Why a body was not read whole.
 enum BodyRefusal {
@@ -172,17 +200,12 @@ async fn read_body(
         Err(why) => return Err(refusal(site, peer, why)),
     };
     let body = if gzip {
-        gunzip(&body, limit, &mut charge)
-            .await
-            .map_err(|why| refusal(site, peer, why))?
+        gunzip(&body, limit, &mut charge).map_err(|why| refusal(site, peer, why))?
     } else {
         body
     };
     let lines = memchr::memchr_iter(b'\n', &body).count() + 1;
-    charge
-        .grow_within(lines * LINE_COST, BUDGET_PATIENCE)
-        .await
-        .map_err(|e| refusal(site, peer, BodyRefusal::Budget(e)))?;
+    admit(&mut charge, lines * LINE_COST).map_err(|why| refusal(site, peer, why))?;
     Ok((body, charge))
 }
 
@@ -201,10 +224,7 @@ async fn collect(
         return Err(BodyRefusal::TooLarge);
     }
     if let Some(n) = hint {
-        charge
-            .grow_within(n * factor, BUDGET_PATIENCE)
-            .await
-            .map_err(BodyRefusal::Budget)?;
+        admit(charge, n * factor)?;
     }
     let mut out = bytes::BytesMut::with_capacity(hint.unwrap_or(0));
     while let Some(frame) = body.frame().await {
@@ -216,10 +236,7 @@ async fn collect(
             return Err(BodyRefusal::TooLarge);
         }
         if hint.is_none() {
-            charge
-                .grow_within(data.len() * factor, BUDGET_PATIENCE)
-                .await
-                .map_err(BodyRefusal::Budget)?;
+            admit(charge, data.len() * factor)?;
         }
         out.extend_from_slice(&data);
     }
@@ -227,15 +244,12 @@ async fn collect(
 }
 
 /// Inflates a gzip body step by step, each step charged before it is taken.
-async fn gunzip(body: &[u8], limit: usize, charge: &mut Charge) -> Result<Bytes, BodyRefusal> {
+fn gunzip(body: &[u8], limit: usize, charge: &mut Charge) -> Result<Bytes, BodyRefusal> {
     use std::io::Read;
     let mut z = flate2::read::GzDecoder::new(body);
     let mut out = Vec::new();
     loop {
-        charge
-            .grow_within(2 * INFLATE_STEP, BUDGET_PATIENCE)
-            .await
-            .map_err(BodyRefusal::Budget)?;
+        admit(charge, 2 * INFLATE_STEP)?;
         let start = out.len();
         out.resize(start + INFLATE_STEP, 0);
         let n = z.read(&mut out[start..]).map_err(|e| {

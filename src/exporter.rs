@@ -72,7 +72,7 @@ fn render(e: &Exported) -> String {
 
 /// The run's totals: the very numbers of the summary.
 fn register_totals(r: &mut Registry, s: &crate::metrics::Summary) {
-    let totals: [(&str, &str, u64); 8] = [
+    let totals: [(&str, &str, u64); 9] = [
         (
             "events_read",
             "Records read from every input",
@@ -112,6 +112,11 @@ fn register_totals(r: &mut Registry, s: &crate::metrics::Summary) {
             "warnings",
             "Warnings about inputs that lost nothing",
             s.warnings,
+        ),
+        (
+            "spool_lost_records",
+            "Records lost to damage in the disk spool (frames skipped by its reader)",
+            s.spool_lost,
         ),
     ];
     for (name, help, v) in totals {

@@ -303,7 +303,7 @@ fn bad_input_is_named_counted_and_harms_nothing_else() {
     for n in 0..3 {
         let rec =
             format!(r#"{{"Hostname":"SPOOLOLD","Channel":"c","EventID":1,"RecordNumber":{n}}}"#);
-        evtship::source::spool::segment::encode(&mut seg, 0, rec.as_bytes());
+        evtship::source::spool::segment::encode_legacy(&mut seg, 0, rec.as_bytes());
     }
     seg.truncate(seg.len() - 5);
     std::fs::write(spool.join("0000000000000001.seg"), &seg).unwrap();

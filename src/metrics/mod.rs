@@ -52,6 +52,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Warnings about the input that lost nothing (e.g. stray bytes after a gzip stream).
     pub warnings: AtomicU64,
+    /// Records lost to damage in the disk spool (frames the spool's reader had to skip).
+    pub spool_lost: AtomicU64,
     /// Retries by cause (`connection`, `request_429`, `item_503`, ...).
     retry_causes: Mutex<BTreeMap<String, u64>>,
     /// Seconds each `_bulk` request took, answer read (exported as a histogram).
@@ -81,6 +83,7 @@ impl Stats {
             inputs: RwLock::new(inputs),
             retries: AtomicU64::new(0),
             warnings: AtomicU64::new(0),
+            spool_lost: AtomicU64::new(0),
             retry_causes: Mutex::new(BTreeMap::new()),
             bulk_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             bulk_in_flight: AtomicU64::new(0),
@@ -225,6 +228,7 @@ impl Stats {
             bytes_read,
             input_errors: sum(|i| i.input_errors),
             warnings: self.warnings.load(Relaxed),
+            spool_lost: self.spool_lost.load(Relaxed),
             retries: self.retries.load(Relaxed),
             elapsed_seconds: (elapsed * 1000.0).round() / 1000.0,
             events_per_second: rate(events_read as f64, elapsed),

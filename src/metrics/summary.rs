@@ -55,6 +55,9 @@ pub struct Summary {
     pub input_errors: u64,
     /// Warnings that lost nothing.
     pub warnings: u64,
+    /// Records lost to damage in the disk spool (each loss is reported with its segment and
+    /// byte range); not among `events_read`, since they could not be read.
+    pub spool_lost: u64,
     /// Retried requests and items.
     pub retries: u64,
     /// Wall time of the run.
@@ -167,6 +170,14 @@ impl Summary {
                 "interrupted before the end: {} records read have no outcome and were not \
                  acknowledged; running again resumes where the acknowledged records stop",
                 self.unsettled
+            )?;
+        }
+        if self.spool_lost > 0 {
+            writeln!(
+                out,
+                "{} records lost to damage in the spool (the ERROR lines name each segment and \
+                 byte range)",
+                self.spool_lost
             )?;
         }
         if let Some(path) = &self.dead_letter_path {

@@ -171,10 +171,10 @@ async fn build(p: &Pipeline, opts: &RunOptions) -> Result<Built, RunError> {
                     )
             })
             .collect();
-        if !s.damage.is_empty() {
+        if !s.warnings.is_empty() {
             stats
                 .warnings
-                .fetch_add(s.damage.len() as u64, Ordering::Relaxed);
+                .fetch_add(s.warnings.len() as u64, Ordering::Relaxed);
         }
         (s, inputs)
     });

@@ -18,7 +18,8 @@ pub enum Exit {
     Aborted,
     /// 2: invalid usage or configuration.
     Usage,
-    /// 3: finished, but some records were dead-lettered or some input could not be read.
+    /// 3: finished, but some records were dead-lettered, some input could not be read, or
+    /// records were lost to damage in the spool.
     Partial,
     /// 4: a signal stopped the run before it was done (inputs not read to their end, or
     /// records left without an outcome); what was acknowledged stays so, and running again
@@ -127,7 +128,10 @@ impl Report {
             Some(e) => e.exit(),
             None if self.summary.failed > 0 => Exit::Aborted,
             None if self.summary.interrupted => Exit::Interrupted,
-            None if self.summary.dead_lettered > 0 || self.summary.input_errors > 0 => {
+            None if self.summary.dead_lettered > 0
+                || self.summary.input_errors > 0
+                || self.summary.spool_lost > 0 =>
+            {
                 Exit::Partial
             }
             None => Exit::Delivered,

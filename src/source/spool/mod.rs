@@ -16,6 +16,8 @@
 //! Records carry no position identity: their document ids come from their content (or their
 //! Windows record identity), so a record read twice after a crash finds its document.
 
+mod frames;
+mod head;
 mod reader;
 pub mod segment;
 mod writer;
@@ -23,7 +25,7 @@ mod writer;
 use crate::common::{ByteSize, InputId};
 use crate::metrics::ListenerCounters;
 use crate::source::intake::Intake;
-use segment::{Frame, Pos};
+use head::Pos;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,16 @@ pub enum SpoolError {
     /// Another evtship holds it.
     #[error("spool {}: another evtship is using it (its lock file is held)", .0.display())]
     Locked(PathBuf),
+    /// Its head file cannot be right: the spool is not opened, and nothing is deleted.
+    #[error("spool head file {}: {problem}; {what_to_do}", path.display())]
+    Head {
+        /// The head file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What the operator can do.
+        what_to_do: &'static str,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -189,8 +201,10 @@ pub struct Spool {
     start: Pos,
     next_segment: u64,
     lock: std::fs::File,
-    /// Damage found while opening it, for the summary.
-    pub damage: Vec<String>,
+    /// What opening it repaired that loses nothing (a head moved back to a frame's start),
+    /// for the summary's warnings. Damaged frames are reported and counted as lost where the
+    /// reader skips them.
+    pub warnings: Vec<String>,
 }
 
 /// The spool's threads, running.
@@ -208,8 +222,8 @@ impl Running {
 }
 
 impl Spool {
-    /// Opens (or creates) the spool, taking its lock, checking its segments, and giving every
-    /// listener in `labels` a number.
+    /// Opens (or creates) the spool, taking its lock, checking its head file and its last
+    /// segment, and giving every listener in `labels` a number.
     pub fn open(
         settings: SpoolSettings,
         labels: &[String],
@@ -217,55 +231,30 @@ impl Spool {
     ) -> Result<Self, SpoolError> {
         let dir = settings.dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let lock_path = dir.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(SpoolError::Locked(dir));
-        }
+        let lock = take_lock(&dir)?;
         let sources = sources(&dir, labels)?;
-        let mut start = segment::read_head(&dir).unwrap_or_default();
+        let on_disk = segment::list(&dir).map_err(io_error(&dir))?;
+        let head = head::check(&dir, head::read(&dir)?, &on_disk)?;
         let mut state = State::default();
-        let mut damage = Vec::new();
-        let limit = u64::from(u32::MAX);
-        for (n, size) in segment::list(&dir).map_err(io_error(&dir))? {
+        for (n, size) in on_disk {
             let path = segment::path(&dir, n);
-            if n < start.segment {
+            if head.behind.contains(&n) {
                 std::fs::remove_file(&path).map_err(io_error(&path))?;
                 continue;
             }
-            let (end, bad) = segment::scan(&path, size, limit).map_err(io_error(&path))?;
-            match bad {
-                None => {}
-                Some(Frame::Cut) => tracing::warn!(
-                    "spool {}: the last record is cut short at byte {end} (evtship stopped \
-                     while writing it); the records before it are kept",
-                    path.display()
-                ),
-                Some(Frame::Damaged(why)) => {
-                    let m = format!(
-                        "spool {}: byte {end}: {why}; the {} bytes after it are skipped",
-                        path.display(),
-                        size - end
-                    );
-                    tracing::error!("{m}");
-                    damage.push(m);
-                }
-                Some(Frame::Record(..)) => unreachable!("scan stops only at damage"),
-            }
-            state.segments.insert(n, end);
+            state.segments.insert(n, size);
             state.used += size;
         }
-        match state.segments.keys().next() {
-            Some(&first) if first > start.segment => start = Pos::default_at(first),
-            None => start = Pos::default(),
-            _ => {}
+        let mut start = head.pos;
+        if let Some(&first) = state.segments.keys().next() {
+            if first > start.segment {
+                start = Pos::default_at(first);
+            }
         }
-        let next_segment = state.segments.keys().last().map_or(1, |n| n + 1);
+        cut_crash_tail(&dir, &mut state, start)?;
+        // Numbers go on above the head's: a segment written next is never behind the head.
+        let last = state.segments.keys().next_back().copied().unwrap_or(0);
+        let next_segment = last.max(start.segment) + 1;
         let held: u64 = state
             .segments
             .values()
@@ -290,7 +279,7 @@ impl Spool {
             start,
             next_segment,
             lock,
-            damage,
+            warnings: head.repaired.into_iter().collect(),
         })
     }
 
@@ -338,10 +327,54 @@ impl Spool {
     }
 }
 
-impl Pos {
-    fn default_at(segment: u64) -> Self {
-        Self { segment, offset: 0 }
+/// Takes the spool's lock file, held for as long as the spool is open.
+fn take_lock(dir: &Path) -> Result<std::fs::File, SpoolError> {
+    let lock_path = dir.join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(SpoolError::Locked(dir.to_owned()));
     }
+    Ok(lock)
+}
+
+/// Cuts off the frame that a crash left cut short at the end of the last segment: it was
+/// never synced, so never counted received; a warning, not a loss. (In any other segment a
+/// frame cut short is a loss, reported and counted by the reader.)
+fn cut_crash_tail(dir: &Path, state: &mut State, start: Pos) -> Result<(), SpoolError> {
+    let Some((&n, &size)) = state.segments.iter().next_back() else {
+        return Ok(());
+    };
+    let path = segment::path(dir, n);
+    let from = if n == start.segment { start.offset } else { 0 };
+    let Some(cut) = segment::cut_tail(&path, size, from).map_err(io_error(&path))? else {
+        return Ok(());
+    };
+    tracing::warn!(
+        "spool {}: the last record is cut short at byte {} ({} bytes: evtship stopped while \
+         writing it, before it was synced, so it was never counted received); it is cut off, \
+         the records before it are kept",
+        path.display(),
+        cut.start,
+        cut.end - cut.start
+    );
+    let cut_off = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(cut.start).and_then(|()| f.sync_all()));
+    match cut_off {
+        Ok(()) => state.used -= size - cut.start,
+        Err(e) => tracing::warn!(
+            "spool {}: cutting off its last record: {e}; its bytes are left, unread",
+            path.display()
+        ),
+    }
+    state.segments.insert(n, cut.start);
+    Ok(())
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
@@ -372,4 +405,112 @@ fn sources(dir: &Path, labels: &[String]) -> Result<Vec<String>, SpoolError> {
         std::fs::rename(&tmp, &path).map_err(io_error(&path))?;
     }
     Ok(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &Path) -> SpoolSettings {
+        SpoolSettings {
+            dir: dir.to_owned(),
+            max_bytes: 1 << 20,
+        }
+    }
+
+    fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        Spool::open(settings(dir), &["tcp://x".into()], Arc::default())
+    }
+
+    /// Writes segment `n` of `records` records; where each frame starts.
+    fn write_segment(dir: &Path, n: u64, records: usize) -> Vec<u64> {
+        let mut buf = segment::SEGMENT_HEADER.to_vec();
+        let mut starts = Vec::new();
+        for i in 0..records {
+            starts.push(buf.len() as u64);
+            segment::encode(&mut buf, 0, format!("{{\"n\":{i}}}").as_bytes());
+        }
+        std::fs::write(segment::path(dir, n), buf).unwrap();
+        starts
+    }
+
+    fn segments(dir: &Path) -> Vec<u64> {
+        segment::list(dir)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.0)
+            .collect()
+    }
+
+    #[test]
+    fn segments_are_numbered_above_the_head_when_none_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        head::write(dir.path(), Pos::new(7, 1234)).unwrap();
+        let s = open(dir.path()).unwrap();
+        assert_eq!((s.start, s.next_segment), (Pos::new(7, 1234), 8));
+        drop(s);
+        // What a run wrote next is kept by the next open, the head still naming segment 7.
+        write_segment(dir.path(), 8, 2);
+        let s = open(dir.path()).unwrap();
+        assert_eq!((s.start, s.next_segment), (Pos::default_at(8), 9));
+        assert_eq!(segments(dir.path()), [8]);
+    }
+
+    #[test]
+    fn a_head_naming_no_segment_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=3 {
+            write_segment(dir.path(), n, 2);
+        }
+        std::fs::write(dir.path().join("head"), "99 0\n").unwrap();
+        let e = open(dir.path()).err().expect("refused").to_string();
+        assert!(e.contains("head"), "{e}");
+        assert!(e.contains("names segment 99"), "{e}");
+        assert_eq!(segments(dir.path()), [1, 2, 3]);
+    }
+
+    #[test]
+    fn segments_behind_a_valid_head_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=3 {
+            write_segment(dir.path(), n, 2);
+        }
+        let starts = write_segment(dir.path(), 2, 2);
+        head::write(dir.path(), Pos::new(2, starts[1] + 3)).unwrap();
+        let s = open(dir.path()).unwrap();
+        assert_eq!(segments(dir.path()), [2, 3]);
+        assert_eq!((s.start, s.next_segment), (Pos::new(2, starts[1]), 4));
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn a_crash_cut_tail_of_the_last_segment_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segment(dir.path(), 1, 3);
+        let starts = write_segment(dir.path(), 2, 3);
+        let path = segment::path(dir.path(), 2);
+        let size = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(size - 2)
+            .unwrap();
+        // A segment that is not the last keeps its cut frame, for the reader to report.
+        let first = segment::path(dir.path(), 1);
+        let first_size = std::fs::metadata(&first).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&first)
+            .unwrap()
+            .set_len(first_size - 2)
+            .unwrap();
+        let s = open(dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), starts[2]);
+        assert_eq!(std::fs::metadata(&first).unwrap().len(), first_size - 2);
+        let st = s.shared.lock();
+        assert_eq!(st.segments.get(&2), Some(&starts[2]));
+        assert_eq!(st.used, starts[2] + first_size - 2);
+        assert!(s.warnings.is_empty());
+    }
 }

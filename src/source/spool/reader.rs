@@ -1,12 +1,14 @@
 //! The spool's reader (segments into the pipeline, chunk by chunk) and keeper (the settled
 //! prefix of those chunks into the head file; segments wholly behind it deleted).
 
-use super::segment::{self, Frames, Pos};
+use super::head::{self, Pos};
+use super::segment::{self, Frames, Loss, Next};
 use super::Shared;
 use crate::ack::{Ack, InOrder, Settle, Settled};
 use crate::chunk::{Identity, RawChunk};
 use crate::common::InputId;
 use crate::source::intake::Intake;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,9 +139,15 @@ impl Reader<'_> {
         over
     }
 
-    /// Sends a chunk ending at `end`; `false` when the pipeline takes no more.
+    /// Sends a chunk ending at `end`; `false` when the pipeline takes no more. Without a
+    /// chunk (a range of damage alone), `end` is settled at once, in its turn: the head can
+    /// move past what was lost.
     fn send(&mut self, chunk: Option<(u16, RawChunk)>, end: Pos) -> bool {
-        let Some((_, mut c)) = chunk else { return true };
+        let Some((_, mut c)) = chunk else {
+            let _ = self.keeper.send((self.ordinal, end, true));
+            self.ordinal += 1;
+            return true;
+        };
         c.ack = Ack::new(
             c.lines.len(),
             Some(Box::new(Mark {
@@ -164,35 +172,32 @@ impl Reader<'_> {
         (source, c)
     }
 
-    /// Reads one segment from `pos` to `end` into chunks (one listener's records each);
-    /// `false` when the pipeline takes no more.
+    /// Reads one segment from `pos` to `end` into chunks (one listener's records each),
+    /// reporting and counting what damage costs; `false` when the pipeline takes no more.
     fn read_range(&mut self, pos: Pos, end: u64) -> bool {
         let segment = pos.segment;
         let path = segment::path(&self.shared.settings.dir, segment);
-        let mut frames = match Frames::open(&path, pos.offset, end, u64::from(u32::MAX)) {
+        let mut frames = match Frames::open(&path, pos.offset, end) {
             Ok(f) => f,
             Err(e) => {
-                tracing::error!("spool {}: {e}; its records are skipped", path.display());
-                return true;
+                self.lost_to_error(&path, pos.offset, end, &e);
+                return self.send(None, Pos::new(segment, end));
             }
-        };
-        let damaged = |at: u64, why: String| {
-            tracing::error!(
-                "spool {} byte {at}: {why}; the rest of it is skipped",
-                path.display()
-            );
         };
         let mut chunk: Option<(u16, RawChunk)> = None;
         loop {
-            let at = Pos {
-                segment,
-                offset: frames.offset,
-            };
-            let head = match frames.next_head() {
-                Ok(Some(Ok(head))) => head,
-                Ok(_) => break,
+            let at = Pos::new(segment, frames.offset);
+            let head = match frames.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Next::Frame(head))) => head,
+                // The crash case, a frame cut short at the end of the last segment, was cut
+                // off when the spool was opened: a cut here is a loss too.
+                Ok(Some(Next::Lost(loss) | Next::Cut(loss))) => {
+                    self.lost(&path, &loss);
+                    continue;
+                }
                 Err(e) => {
-                    damaged(at.offset, e.to_string());
+                    self.lost_to_error(&path, at.offset, end, &e);
                     break;
                 }
             };
@@ -204,24 +209,53 @@ impl Reader<'_> {
             }
             let (_, c) = chunk.get_or_insert_with(|| self.new_chunk(head.source));
             let number = c.lines.len() as u64 + 1;
-            let mut read = Ok(true);
+            let mut read = Ok(None);
             c.push_record(number, |b| read = frames.read_into(&head, b));
-            if !matches!(read, Ok(true)) {
-                c.lines.pop();
-                damaged(
-                    at.offset,
-                    read.map_or_else(|e| e.to_string(), |_| "a damaged record".into()),
-                );
-                break;
+            match read {
+                Ok(None) => {}
+                Ok(Some(loss)) => {
+                    c.lines.pop();
+                    self.lost(&path, &loss);
+                }
+                Err(e) => {
+                    c.lines.pop();
+                    self.lost_to_error(&path, at.offset, end, &e);
+                    break;
+                }
             }
         }
-        self.send(
-            chunk.take(),
-            Pos {
-                segment,
-                offset: end,
-            },
-        )
+        self.send(chunk.take(), Pos::new(segment, end))
+    }
+
+    /// Reports and counts records lost to damage in the segment at `path`.
+    fn lost(&self, path: &Path, loss: &Loss) {
+        let records = match (loss.exact, loss.frames) {
+            (true, 1) => "1 record".to_owned(),
+            (true, n) => format!("{n} records"),
+            (false, _) => "at least 1 record (a segment of the old format has no frame \
+                           markers to find the next record by)"
+                .to_owned(),
+        };
+        tracing::error!(
+            "spool {}: bytes {}..{} ({} bytes) skipped: {}; {records} lost",
+            path.display(),
+            loss.start,
+            loss.end,
+            loss.end - loss.start,
+            loss.why
+        );
+        self.intake.stats.spool_lost.fetch_add(loss.frames, Relaxed);
+    }
+
+    /// Reports and counts the rest of a segment, from `at` to `end`, that could not be read.
+    fn lost_to_error(&self, path: &Path, at: u64, end: u64, e: &std::io::Error) {
+        tracing::error!(
+            "spool {}: bytes {at}..{end} ({} bytes) skipped: reading them failed: {e}; at \
+             least 1 record lost",
+            path.display(),
+            end.saturating_sub(at)
+        );
+        self.intake.stats.spool_lost.fetch_add(1, Relaxed);
     }
 }
 
@@ -246,7 +280,7 @@ pub(super) fn keep(shared: &Shared, start: Pos, settled: flume::Receiver<(u64, P
             }
         }
         if dirty && (done || written.elapsed() >= Duration::from_millis(200)) {
-            if let Err(e) = segment::write_head(&dir, head) {
+            if let Err(e) = head::write(&dir, head) {
                 tracing::error!("spool {}: writing its head: {e}", dir.display());
             }
             reclaim(shared, head);

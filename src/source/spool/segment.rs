@@ -1,15 +1,38 @@
-//! The spool's files: numbered segments of framed records, and the head file that says how far
-//! the records are settled.
+//! The spool's segment files: numbered files of framed records.
 //!
-//! A frame is `length (u32 LE) | CRC32 of source and record (u32 LE) | source (u16 LE) |
-//! record`. A crash can leave the last frame of the last segment cut short; opening the spool
-//! finds the last whole frame and goes on from there.
+//! A segment begins with the 8 bytes of [`SEGMENT_HEADER`], then holds frames:
+//!
+//! ```text
+//! magic FF 45 56 46 | length (u32 LE) | source (u16 LE) | header CRC32 (u32 LE) |
+//! record CRC32 (u32 LE) | record
+//! ```
+//!
+//! The header checksum covers the magic, the length and the source; the record's checksum
+//! covers the record alone. A reader can therefore find its way past damage ([`Frames`]): a
+//! frame whose header holds but whose record does not is skipped by its length (one record
+//! lost); a frame whose header does not hold (a flipped length byte, say) is skipped by
+//! looking forward for the next magic whose header checksum holds. The magic begins with 0xFF,
+//! a byte that UTF-8 text (and so a JSON record) never holds.
+//!
+//! Segments without that header are of the format evtship wrote before it (frames of
+//! `length | CRC32 of source and record | source | record`, no magic): they are still read,
+//! but past damage in them there is no frame to find, and the rest of such a segment is lost.
+//!
+//! A crash can leave the last frame of the last segment cut short: it was never synced, so
+//! never counted received; opening the spool finds it and cuts it off.
 
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+pub use super::frames::{Frames, Head, Item, Loss, Next};
+use std::io;
 use std::path::{Path, PathBuf};
 
-/// Bytes of a frame before its record.
-pub const FRAME_HEADER: usize = 10;
+/// The first bytes of a segment of the current format.
+pub const SEGMENT_HEADER: [u8; 8] = [0xFF, b'E', b'V', b'S', b'P', b'O', b'O', 2];
+/// The first bytes of every frame of the current format.
+pub const FRAME_MAGIC: [u8; 4] = [0xFF, b'E', b'V', b'F'];
+/// Bytes of a frame before its record: magic, length, source and the two checksums.
+pub const FRAME_HEADER: usize = 18;
+/// Bytes of a frame of the old format before its record: length, checksum, source.
+pub const LEGACY_FRAME_HEADER: usize = 10;
 
 /// The path of segment `n`.
 pub fn path(dir: &Path, n: u64) -> PathBuf {
@@ -35,8 +58,30 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
-/// Appends the frame of `record` from `source` to `out`.
+/// The header checksum of a frame: over its magic, length and source.
+pub(super) fn header_crc(len: u32, source: u16) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&FRAME_MAGIC);
+    crc.update(&len.to_le_bytes());
+    crc.update(&source.to_le_bytes());
+    crc.finalize()
+}
+
+/// Appends the frame of `record` from `source` to `out` (a segment's bytes after its
+/// [`SEGMENT_HEADER`]).
 pub fn encode(out: &mut Vec<u8>, source: u16, record: &[u8]) {
+    let len = record.len() as u32;
+    out.extend_from_slice(&FRAME_MAGIC);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&source.to_le_bytes());
+    out.extend_from_slice(&header_crc(len, source).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
+    out.extend_from_slice(record);
+}
+
+/// Appends the frame of `record` in the old format (segments without [`SEGMENT_HEADER`]), as
+/// evtship wrote it before; for tests of the reading of old spools.
+pub fn encode_legacy(out: &mut Vec<u8>, source: u16, record: &[u8]) {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&source.to_le_bytes());
     crc.update(record);
@@ -46,187 +91,119 @@ pub fn encode(out: &mut Vec<u8>, source: u16, record: &[u8]) {
     out.extend_from_slice(record);
 }
 
-/// What reading a frame found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// A record and its source.
-    Record(u16, Vec<u8>),
-    /// The segment's bytes end before the frame does (a write cut short).
-    Cut,
-    /// The frame is damaged: its checksum does not match, or its length is past `limit`.
-    Damaged(&'static str),
-}
-
-/// A frame's header: its source, and its record's length and checksum.
-#[derive(Debug, Clone, Copy)]
-pub struct Head {
-    /// The listener's number.
-    pub source: u16,
-    /// The record's length.
-    pub len: u64,
-    crc: u32,
-}
-
-/// Reads frames of one segment from an offset up to an end.
-pub struct Frames {
-    r: BufReader<std::fs::File>,
-    /// Where the next frame starts.
-    pub offset: u64,
-    end: u64,
-    limit: u64,
-}
-
-impl Frames {
-    /// Frames of the segment at `path` from `offset` to `end`; records over `limit` bytes are
-    /// taken as damage.
-    pub fn open(path: &Path, offset: u64, end: u64, limit: u64) -> io::Result<Self> {
-        let mut f = std::fs::File::open(path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        Ok(Self {
-            r: BufReader::with_capacity(256 << 10, f),
-            offset,
-            end,
-            limit,
-        })
+/// The start of the frame (or of the unreadable bytes) that holds byte `offset` of a segment
+/// of `size` bytes: `offset` itself when a frame starts there, 0 when it falls in the
+/// segment header. `offset` must not be past `size`.
+pub fn boundary(path: &Path, size: u64, offset: u64) -> io::Result<u64> {
+    let mut frames = Frames::open(path, 0, size)?;
+    if offset < frames.offset {
+        return Ok(0);
     }
-
-    /// The next frame's header, `None` at the end; `Err(frame)` when the frame is cut short
-    /// or damaged.
-    pub fn next_head(&mut self) -> io::Result<Option<Result<Head, Frame>>> {
-        if self.offset >= self.end {
-            return Ok(None);
-        }
-        if self.end - self.offset < FRAME_HEADER as u64 {
-            return Ok(Some(Err(Frame::Cut)));
-        }
-        let mut head = [0u8; FRAME_HEADER];
-        self.r.read_exact(&mut head)?;
-        let len = u64::from(u32::from_le_bytes(head[..4].try_into().expect("4")));
-        let crc = u32::from_le_bytes(head[4..8].try_into().expect("4"));
-        let source = u16::from_le_bytes(head[8..10].try_into().expect("2"));
-        if len > self.limit {
-            return Ok(Some(Err(Frame::Damaged("a length past any record"))));
-        }
-        if self.end - self.offset - (FRAME_HEADER as u64) < len {
-            return Ok(Some(Err(Frame::Cut)));
-        }
-        Ok(Some(Ok(Head { source, len, crc })))
-    }
-
-    /// Appends the record of `head` to `out`; `false` (and nothing appended) when its checksum
-    /// does not match.
-    pub fn read_into(&mut self, head: &Head, out: &mut Vec<u8>) -> io::Result<bool> {
-        let start = out.len();
-        (&mut self.r).take(head.len).read_to_end(out)?;
-        if ((out.len() - start) as u64) < head.len {
-            out.truncate(start);
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let mut h = crc32fast::Hasher::new();
-        h.update(&head.source.to_le_bytes());
-        h.update(&out[start..]);
-        if h.finalize() != head.crc {
-            out.truncate(start);
-            return Ok(false);
-        }
-        self.offset += FRAME_HEADER as u64 + head.len;
-        Ok(true)
-    }
-
-    /// The next frame, `None` at the end.
-    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
-        let head = match self.next_head()? {
-            None => return Ok(None),
-            Some(Err(bad)) => return Ok(Some(bad)),
-            Some(Ok(h)) => h,
-        };
-        let mut record = Vec::with_capacity(head.len as usize);
-        if !self.read_into(&head, &mut record)? {
-            return Ok(Some(Frame::Damaged("a checksum that does not match")));
-        }
-        Ok(Some(Frame::Record(head.source, record)))
-    }
-}
-
-/// Where a segment's whole frames end, and what was wrong after them, if anything.
-pub fn scan(path: &Path, size: u64, limit: u64) -> io::Result<(u64, Option<Frame>)> {
-    let mut frames = Frames::open(path, 0, size, limit)?;
+    let mut scratch = Vec::new();
     loop {
-        match frames.next_frame()? {
-            None => return Ok((frames.offset, None)),
-            Some(Frame::Record(..)) => {}
-            Some(bad) => return Ok((frames.offset, Some(bad))),
+        let start = frames.offset;
+        if start >= offset {
+            return Ok(start);
+        }
+        scratch.clear();
+        if frames.next_item(&mut scratch)?.is_none() || frames.offset > offset {
+            return Ok(start);
         }
     }
 }
 
-/// The settled position: segment and offset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Pos {
-    /// Segment number.
-    pub segment: u64,
-    /// Byte offset in it.
-    pub offset: u64,
-}
-
-/// Reads the head file (`segment offset`), if any.
-pub fn read_head(dir: &Path) -> Option<Pos> {
-    let text = std::fs::read_to_string(dir.join("head")).ok()?;
-    let mut parts = text.split_whitespace();
-    Some(Pos {
-        segment: parts.next()?.parse().ok()?,
-        offset: parts.next()?.parse().ok()?,
-    })
-}
-
-/// Writes the head file atomically (a new file, synced, renamed over the old).
-pub fn write_head(dir: &Path, pos: Pos) -> io::Result<()> {
-    let tmp = dir.join("head.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{} {}", pos.segment, pos.offset)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, dir.join("head"))
+/// The frame cut short at the end of a segment of `size` bytes, read from `offset` (a frame
+/// boundary), if its bytes end inside one.
+pub fn cut_tail(path: &Path, size: u64, offset: u64) -> io::Result<Option<Loss>> {
+    let mut frames = Frames::open(path, offset, size)?;
+    let mut scratch = Vec::new();
+    let mut last = None;
+    loop {
+        scratch.clear();
+        match frames.next_item(&mut scratch)? {
+            None => return Ok(last),
+            Some(Item::Cut(cut)) => last = Some(cut),
+            Some(_) => last = None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn frames_read_back_and_a_cut_or_damaged_tail_is_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = path(dir.path(), 7);
-        let mut buf = Vec::new();
-        encode(&mut buf, 1, b"{\"a\":1}");
-        encode(&mut buf, 2, b"{\"b\":2}");
-        let whole = buf.len() as u64;
-        encode(&mut buf, 1, b"{\"c\":3}");
-        std::fs::write(&p, &buf[..buf.len() - 3]).unwrap();
-        assert_eq!(number(p.file_name().unwrap().to_str().unwrap()), Some(7));
-        let size = buf.len() as u64 - 3;
-        let (end, bad) = scan(&p, size, 1 << 20).unwrap();
-        assert_eq!((end, bad), (whole, Some(Frame::Cut)));
-        let mut f = Frames::open(&p, 0, whole, 1 << 20).unwrap();
-        assert_eq!(
-            f.next_frame().unwrap(),
-            Some(Frame::Record(1, b"{\"a\":1}".to_vec()))
-        );
-        buf[FRAME_HEADER + 2] ^= 1;
-        std::fs::write(&p, &buf).unwrap();
-        let (end, bad) = scan(&p, buf.len() as u64, 1 << 20).unwrap();
-        assert_eq!(end, 0);
-        assert!(matches!(bad, Some(Frame::Damaged(_))));
+    fn segment(records: &[&[u8]]) -> (Vec<u8>, Vec<u64>) {
+        let mut buf = SEGMENT_HEADER.to_vec();
+        let mut starts = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            starts.push(buf.len() as u64);
+            encode(&mut buf, i as u16, r);
+        }
+        (buf, starts)
     }
 
     #[test]
-    fn the_head_is_written_and_read() {
+    fn names_are_numbered() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_head(dir.path()), None);
-        let pos = Pos {
-            segment: 3,
-            offset: 99,
-        };
-        write_head(dir.path(), pos).unwrap();
-        assert_eq!(read_head(dir.path()), Some(pos));
+        let p = path(dir.path(), 7);
+        assert_eq!(number(p.file_name().unwrap().to_str().unwrap()), Some(7));
+        assert_eq!(number("0000000000000007.tmp"), None);
+    }
+
+    #[test]
+    fn a_frame_is_its_header_then_its_record() {
+        let mut buf = Vec::new();
+        encode(&mut buf, 3, b"{}");
+        assert_eq!(buf.len(), FRAME_HEADER + 2);
+        assert_eq!(buf[..4], FRAME_MAGIC);
+        assert_eq!(u32::from_le_bytes(buf[4..8].try_into().unwrap()), 2);
+        assert_eq!(u16::from_le_bytes(buf[8..10].try_into().unwrap()), 3);
+        assert_eq!(&buf[FRAME_HEADER..], b"{}");
+    }
+
+    #[test]
+    fn a_boundary_is_the_start_of_the_frame_an_offset_falls_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path(), 1);
+        let (buf, starts) = segment(&[b"{\"a\":1}", b"{\"b\":22}", b"{\"c\":333}"]);
+        std::fs::write(&p, &buf).unwrap();
+        let size = buf.len() as u64;
+        assert_eq!(boundary(&p, size, 0).unwrap(), 0);
+        assert_eq!(boundary(&p, size, 3).unwrap(), 0);
+        assert_eq!(boundary(&p, size, 8).unwrap(), 8);
+        assert_eq!(boundary(&p, size, starts[1]).unwrap(), starts[1]);
+        assert_eq!(boundary(&p, size, starts[1] + 5).unwrap(), starts[1]);
+        assert_eq!(boundary(&p, size, size - 1).unwrap(), starts[2]);
+        assert_eq!(boundary(&p, size, size).unwrap(), size);
+    }
+
+    #[test]
+    fn a_cut_tail_is_found_and_a_whole_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path(), 1);
+        let (buf, starts) = segment(&[b"{\"a\":1}", b"{\"b\":22}"]);
+        std::fs::write(&p, &buf).unwrap();
+        assert_eq!(cut_tail(&p, buf.len() as u64, 0).unwrap(), None);
+        for cut in [1, 5, FRAME_HEADER + 3] {
+            let size = starts[1] + cut as u64;
+            std::fs::write(&p, &buf[..size as usize]).unwrap();
+            let tail = cut_tail(&p, size, 0).unwrap().expect("a cut frame");
+            assert_eq!((tail.start, tail.end, tail.frames), (starts[1], size, 1));
+        }
+    }
+
+    #[test]
+    fn legacy_frames_read_back_and_a_cut_tail_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path(), 1);
+        let mut buf = Vec::new();
+        encode_legacy(&mut buf, 1, b"{\"a\":1}");
+        let whole = buf.len() as u64;
+        encode_legacy(&mut buf, 2, b"{\"b\":2}");
+        std::fs::write(&p, &buf[..buf.len() - 3]).unwrap();
+        let size = buf.len() as u64 - 3;
+        let tail = cut_tail(&p, size, 0).unwrap().expect("a cut frame");
+        assert_eq!((tail.start, tail.end, tail.exact), (whole, size, false));
+        assert_eq!(boundary(&p, size, 4).unwrap(), 0);
     }
 }

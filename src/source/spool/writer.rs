@@ -46,6 +46,7 @@ pub(super) fn run(shared: &Shared, rx: flume::Receiver<Batch>, mut next: u64) {
                 Ok(c) => {
                     let mut st = shared.lock();
                     st.segments.insert(c.number, 0);
+                    st.used += c.len;
                     st.writing = Some(c.number);
                     next += 1;
                     current = Some(c);
@@ -66,8 +67,10 @@ pub(super) fn run(shared: &Shared, rx: flume::Receiver<Batch>, mut next: u64) {
         groups += 1;
         records += group.iter().map(Batch::len).sum::<u64>();
         if let Err(e) = written {
-            // What did not reach the disk is lost: say so, and start a new segment.
+            // What did not reach the disk is lost: say so, cut it off (it would read as a
+            // damaged frame later), and start a new segment.
             fail(shared, &group, &e);
+            let _ = c.file.set_len(c.len);
             current = None;
             continue;
         }
@@ -129,18 +132,20 @@ fn wait_for_space(shared: &Shared, bytes: u64) {
     st.used += bytes;
 }
 
+/// Creates segment `number` with its header (synced with the first group written to it).
 fn open_segment(dir: &std::path::Path, number: u64) -> std::io::Result<Current> {
     let path = segment::path(dir, number);
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create_new(true)
         .append(true)
         .open(&path)?;
+    file.write_all(&segment::SEGMENT_HEADER)?;
     // The new name must survive a crash too.
     std::fs::File::open(dir)?.sync_all()?;
     Ok(Current {
         number,
         file,
-        len: 0,
+        len: segment::SEGMENT_HEADER.len() as u64,
     })
 }
 

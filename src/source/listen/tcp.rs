@@ -112,8 +112,9 @@ async fn connection(
             (true, None) => Some(tokio::time::Instant::now()),
             (true, since) => since,
         };
-        // The records on their way to the spool are charged too, until it took them.
+        // The records on their way to the spool are charged too, until they are on disk.
         let _ = charge.try_grow((f.held() + records.bytes()).saturating_sub(charge.bytes()));
+        records.hold(charge.split(records.bytes()));
         let spooled = spool(&served, records).await;
         charge.shrink_to(f.held());
         if !spooled || end {

@@ -103,9 +103,17 @@ pub struct Batch {
     frames: Vec<u8>,
     records: u64,
     counters: Arc<ListenerCounters>,
+    /// What it holds of the listeners' memory budget, given back once it is on disk.
+    charge: Option<crate::common::Charge>,
 }
 
 impl Batch {
+    /// Makes the batch carry `charge` (its bytes of the listeners' memory budget) until the
+    /// writer has written it.
+    pub fn hold(&mut self, charge: crate::common::Charge) {
+        self.charge = Some(charge);
+    }
+
     /// An empty batch of listener `source` (its number in the spool); `counters` count what
     /// reaches the disk as received.
     pub fn new(source: u16, counters: Arc<ListenerCounters>) -> Self {
@@ -114,6 +122,7 @@ impl Batch {
             frames: Vec::new(),
             records: 0,
             counters,
+            charge: None,
         }
     }
 

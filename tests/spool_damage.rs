@@ -7,12 +7,13 @@ mod common;
 
 use common::listen::*;
 use common::proxy::FaultProxy;
-use common::wait::until;
+use common::wait::{until, Guard};
 use common::*;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const RECORDS: usize = 5000;
@@ -66,13 +67,12 @@ impl Spooled {
     }
 }
 
-/// A spool of several segments holding `RECORDS` records, written by a TCP listener while
-/// the engine refused every connection, then a SIGTERM.
+/// A spool of several segments holding `RECORDS` records, written by a TCP listener once
+/// the engine went away (it refuses every connection), then a SIGTERM.
 fn spooled(name: &str) -> Spooled {
     let dir = tempfile::tempdir().unwrap();
     let index = TestIndex::new(name);
     let proxy = FaultProxy::start(&engine());
-    proxy.set(|f| f.refuse = true);
     let addr = format!("127.0.0.1:{}", free_port());
     let spool = dir.path().join("spool");
     let extra = format!(
@@ -82,6 +82,14 @@ fn spooled(name: &str) -> Spooled {
     let table = format!("[[listen]]\nuri = \"tcp://{addr}\"\n");
     let pipeline = listen_pipeline(dir.path(), &index.name, &table, &extra);
     let mut l = Listening::start(&pipeline, dir.path(), &proxy.url, &addr);
+    // Up with its template installed, then the engine goes away.
+    until(
+        "the template",
+        Duration::from_secs(30),
+        || l.stderr().contains("index template"),
+        || l.stderr(),
+    );
+    proxy.set(|f| f.refuse = true);
     let file = dir.path().join("records.json");
     write_records(&file, RECORDS, "SPOOLED");
     TcpStream::connect(&addr)
@@ -179,14 +187,20 @@ fn a_head_naming_no_segment_is_refused_and_deletes_nothing() {
     let s = spooled("spoolhead99");
     let before = s.segments();
     std::fs::write(s.spool().join("head"), "99 0\n").unwrap();
-    let run = evtship_env(
-        &["run", s.pipeline.to_str().unwrap()],
-        s.dir.path(),
-        &[("ES_URL", engine().as_str())],
+    let log = s.dir.path().join("head99.log");
+    let mut run = Guard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_evtship"))
+            .current_dir(root())
+            .env("ES_URL", engine())
+            .args(["run", s.pipeline.to_str().unwrap(), "--no-progress"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
     );
-    // On 529c900: every segment deleted, 0 read, exit 0.
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("head"), "{}", run.stderr);
+    // On 529c900: every segment deleted at open, 0 read, and the run went on listening.
+    let (code, _) = run.wait_within(Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("head"), "{stderr}");
     assert_eq!(s.segments(), before);
 }
 
